@@ -1,0 +1,58 @@
+"""
+Stop Vobiz streams and recordings from asyncio code: pooled, retried, and in bulk.
+"""
+
+from ._client import DEFAULT_BASE_URL, AsyncVobiz
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConfigurationError,
+    InvalidTargetError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    VobizError,
+)
+from ._models import AllStreams, BulkReport, Outcome, Recording, StopResult, Stream, Target
+from ._retry import RETRYABLE_STATUSES, RetryPolicy
+from ._version import __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AllStreams",
+    "AsyncVobiz",
+    "AuthenticationError",
+    "BadRequestError",
+    "BulkReport",
+    "ClientClosedError",
+    "ConfigurationError",
+    "DEFAULT_BASE_URL",
+    "InvalidTargetError",
+    "NotFoundError",
+    "Outcome",
+    "PermissionDeniedError",
+    "RETRYABLE_STATUSES",
+    "RateLimitError",
+    "Recording",
+    "RetryPolicy",
+    "ServerError",
+    "StopResult",
+    "Stream",
+    "Target",
+    "VobizError",
+    "__version__",
+]
+
+# Errors and values print as vobiz_async.X, not vobiz_async._module.X.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("vobiz_async._"):
+        _obj.__module__ = __name__
+del _name, _obj
