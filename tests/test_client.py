@@ -135,19 +135,38 @@ async def test_404_is_not_found_and_raises_nothing(vobiz: AsyncVobiz, router: re
     assert route.call_count == 1
 
 
+@pytest.mark.parametrize(
+    ("method", "args", "path", "described"),
+    [
+        pytest.param(
+            "stop_stream", ("call-1", "stream-1"), STREAM_PATH, "stream 'stream-1'", id="stream"
+        ),
+        pytest.param("stop_all_streams", ("call-1",), ALL_STREAMS_PATH, "streams on", id="all"),
+        pytest.param("stop_recording", ("call-1",), RECORD_PATH, "recordings on", id="recs"),
+        pytest.param(
+            "stop_recording", ("call-1", REC_URL), RECORD_PATH, f"recording {REC_URL!r}", id="rec"
+        ),
+    ],
+)
 async def test_404_with_missing_ok_false_raises_not_found(
-    vobiz: AsyncVobiz, router: respx.Router
+    vobiz: AsyncVobiz,
+    router: respx.Router,
+    method: str,
+    args: tuple[str, ...],
+    path: str,
+    described: str,
 ) -> None:
-    """Callers who need the stream to have existed can ask for NotFoundError."""
-    router.delete(STREAM_PATH).respond(404, json={"api_id": "corr-1", "error": "Stream not found"})
+    """Callers who need the target to have existed can ask for NotFoundError."""
+    router.delete(path).respond(404, json={"api_id": "corr-1", "error": "Stream not found"})
 
     with pytest.raises(NotFoundError) as info:
-        await vobiz.stop_stream("call-1", "stream-1", missing_ok=False)
+        await getattr(vobiz, method)(*args, missing_ok=False)
 
     assert info.value.status_code == 404
     assert info.value.api_id == "corr-1"
     assert info.value.attempts == 1
-    assert "stream-1" in str(info.value)
+    assert described in str(info.value)
+    assert "call 'call-1'" in str(info.value)
 
 
 # -- errors -------------------------------------------------------------------------
@@ -206,6 +225,19 @@ async def test_other_4xx_raise_typed_error_without_retry(
             id="html",
         ),
         pytest.param(httpx.Response(400, json=["a", "list"]), "non-JSON body", id="json-list"),
+        pytest.param(
+            httpx.Response(400, text="<p>" + "x" * 500 + "</p>"),
+            "x" * 100 + "...'",
+            id="long-html-truncated",
+        ),
+        pytest.param(
+            httpx.Response(400, json={"message": "Just a message"}),
+            "Just a message",
+            id="message-only",
+        ),
+        pytest.param(
+            httpx.Response(400, json={"error": {"code": "ONLY_CODE"}}), "ONLY_CODE", id="code-only"
+        ),
     ],
 )
 async def test_error_message_is_readable_for_every_body_shape(
@@ -469,6 +501,22 @@ async def test_attempt_timeout_shrinks_to_the_deadline(
     assert isinstance(result.error, ServerError)
 
 
+async def test_sleep_that_overshoots_the_deadline_ends_with_timeout(router: respx.Router) -> None:
+    """If the event loop wakes late past the deadline, no further request is sent."""
+    route = router.delete(STREAM_PATH).respond(503)
+    late = FakeTime()
+
+    async def oversleep(seconds: float) -> None:
+        await late.sleep(seconds * 10)
+
+    policy = RetryPolicy(max_attempts=5, deadline=1.0, wait_initial=0.2, wait_jitter=0)
+    client = make_client(router, late, sleep=oversleep, retry=policy)
+    async with client as vobiz:
+        with pytest.raises(APITimeoutError, match=r"deadline of 1\.0s reached"):
+            await vobiz.stop_stream("call-1", "stream-1")
+    assert route.call_count == 1
+
+
 # -- safety -------------------------------------------------------------------------
 
 
@@ -703,7 +751,8 @@ def test_bad_token_refused_without_echoing_it() -> None:
         pytest.param("http://10.0.0.5/api", False, id="plain-http-private"),
         pytest.param("ftp://api.vobiz.ai/", False, id="ftp"),
         pytest.param("https://api.vobiz.ai/v1?x=1", False, id="query"),
-        pytest.param("https://exa mple.com", False, id="invalid"),
+        pytest.param("https://exa mple.com", False, id="space"),
+        pytest.param("https://[::1", False, id="unparseable"),
     ],
 )
 def test_base_url_must_not_leak_token_in_clear(base_url: str, accepted: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -23,56 +23,7 @@ from vobiz_async import (
     RetryPolicy,
 )
 
-from .conftest import AUTH_ID, AUTH_TOKEN, FakeTime
-
-Behaviour = Callable[[int, bytes, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    body = await reader.readexactly(length) if length else b""
-    return head + body
-
-
-@pytest.fixture
-async def raw_server() -> AsyncIterator[Callable[[Behaviour], Awaitable[str]]]:
-    """Start a bare HTTP/1.1 server on 127.0.0.1 whose every connection runs `behaviour`."""
-    servers: list[asyncio.Server] = []
-    writers: list[asyncio.StreamWriter] = []
-
-    async def start(behaviour: Behaviour) -> str:
-        count = 0
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            nonlocal count
-            writers.append(writer)
-            while (request := await _read_request(reader)) is not None:
-                count += 1
-                await behaviour(count, request, writer)
-                if writer.is_closing():
-                    return
-
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(server)
-        port = server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/api/v1"
-
-    yield start
-    for writer in writers:
-        writer.close()
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
-
-NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"
+from .conftest import AUTH_ID, AUTH_TOKEN, NO_CONTENT, Behaviour, FakeTime
 
 
 async def test_real_transport_sends_documented_request(

@@ -200,35 +200,33 @@ async def _iterate(
     rate_limit: float | None,
     on_result: ResultHook | None,
 ) -> AsyncIterator[StopResult]:
-    # Bounded, so that a slow consumer holds the workers back instead of
-    # letting finished results pile up in memory. None marks the end.
-    queue: asyncio.Queue[StopResult | None] = asyncio.Queue(maxsize=concurrency)
+    # `room` bounds the results waiting for the consumer, so that a slow
+    # consumer holds the workers back instead of letting them pile up in memory.
+    # The queue itself is unbounded so that the end marker (None) never blocks.
+    queue: asyncio.Queue[StopResult | None] = asyncio.Queue()
+    room = asyncio.Semaphore(concurrency)
 
     async def put(_: int, result: StopResult) -> None:
-        await queue.put(result)
+        await room.acquire()
+        queue.put_nowait(result)
 
-    async def produce() -> None:
-        try:
-            await _fan_out(
-                client,
-                targets,
-                concurrency=concurrency,
-                rate_limit=rate_limit,
-                on_result=on_result,
-                emit=put,
-            )
-        finally:
-            # On success or failure alike the consumer must wake up; a failure
-            # is then re-raised to it by `await producer`. Only the consumer
-            # cancels us, and then it is no longer reading.
-            if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
-                await queue.put(None)
-
-    producer = asyncio.create_task(produce())
+    producer = asyncio.create_task(
+        _fan_out(
+            client,
+            targets,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            on_result=on_result,
+            emit=put,
+        )
+    )
+    # Wakes the consumer however the batch ends: done, failed or cancelled.
+    producer.add_done_callback(lambda _: queue.put_nowait(None))
     try:
         while (result := await queue.get()) is not None:
+            room.release()
             yield result
-        await producer
+        await producer  # re-raises the input's or the hook's exception, if any
     finally:
         if not producer.done():
             producer.cancel()

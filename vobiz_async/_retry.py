@@ -125,9 +125,7 @@ def is_retryable(exc: BaseException) -> bool:
     """
     if isinstance(exc, APIConnectionError):
         return True
-    if isinstance(exc, APIStatusError):
-        return exc.status_code in RETRYABLE_STATUSES
-    return False
+    return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
 
 
 def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
