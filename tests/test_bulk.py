@@ -219,10 +219,20 @@ async def test_rate_limit_holds_over_every_sliding_window(
     assert sum(1 for t in stamps if t < stamps[0] + 0.1) <= rate * 0.1 + 1
 
 
-async def test_rate_limited_storm_pauses_the_whole_batch(
-    router: respx.Router, fake_time: FakeTime
-) -> None:
+class YieldingTime(FakeTime):
+    """
+    Lets the other tasks run before time moves, as a real sleep would.
+    """
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.sleep(0)
+        self.now += seconds
+
+
+async def test_rate_limited_storm_pauses_the_whole_batch(router: respx.Router) -> None:
     """One 429 with Retry-After holds every worker back, so the batch slows instead of failing."""
+    fake_time = YieldingTime()
     sent_at: list[tuple[str, float]] = []
     first = True
 
@@ -243,6 +253,7 @@ async def test_rate_limited_storm_pauses_the_whole_batch(
     assert len(sent_at) == 41
     # Not just the throttled target: every other worker waited out the pause too.
     assert all(at >= throttled_at + 5 for _, at in sent_at[1:])
+    assert fake_time.sleeps[:4] == [5.0] * 4
 
 
 async def test_bad_credentials_stop_the_batch_early(
