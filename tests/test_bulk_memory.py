@@ -15,8 +15,6 @@ from vobiz_async import AsyncVobiz, Outcome, Stream
 
 from .conftest import AUTH_ID, AUTH_TOKEN, BASE_URL
 
-NO_CONTENT = httpx.Response(204)
-
 
 def generated(count: int) -> Iterator[Stream]:
     return (Stream(f"call-{i:08d}", f"stream-{i:08d}") for i in range(count))
@@ -24,8 +22,8 @@ def generated(count: int) -> Iterator[Stream]:
 
 async def peak_traced_bytes(count: int) -> int:
     """Stream `count` targets through an in-process transport; return the traced peak."""
-    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda _: httpx.Response(204)))
-    async with http, AsyncVobiz(AUTH_ID, AUTH_TOKEN, base_url=BASE_URL, http_client=http) as vobiz:
+    transport = httpx.MockTransport(lambda _: httpx.Response(204))
+    async with AsyncVobiz(AUTH_ID, AUTH_TOKEN, base_url=BASE_URL, transport=transport) as vobiz:
         gc.collect()
         tracemalloc.start()
         try:

@@ -690,6 +690,25 @@ async def test_own_http_client_is_closed() -> None:
     assert client._http.is_closed
 
 
+async def test_own_client_on_a_custom_transport(router: respx.Router) -> None:
+    """transport= keeps our pooled client but swaps what is under it; we close it."""
+    transport = httpx.MockTransport(router.async_handler)
+    route = router.delete(STREAM_PATH).respond(204)
+    async with AsyncVobiz(AUTH_ID, AUTH_TOKEN, base_url=BASE_URL, transport=transport) as vobiz:
+        result = await vobiz.stop_stream("call-1", "stream-1")
+    assert result.outcome is Outcome.STOPPED
+    assert route.calls.last.request.headers["X-Auth-Token"] == AUTH_TOKEN
+    assert vobiz._http.is_closed
+
+
+def test_http_client_and_transport_are_exclusive() -> None:
+    """Both at once would leave it unclear whose pool is used."""
+    with pytest.raises(ValueError, match="not both"):
+        AsyncVobiz(
+            "MA_X", "t", http_client=httpx.AsyncClient(), transport=httpx.MockTransport(print)
+        )
+
+
 def test_environment_supplies_credentials_and_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     """VOBIZ_AUTH_ID, VOBIZ_AUTH_TOKEN and VOBIZ_BASE_URL configure a bare AsyncVobiz()."""
     monkeypatch.setenv("VOBIZ_AUTH_ID", "MA_FROMENV")

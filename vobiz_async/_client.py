@@ -69,9 +69,11 @@ class AsyncVobiz:
     the connection pool. Credentials and base URL fall back to the
     ``VOBIZ_AUTH_ID``, ``VOBIZ_AUTH_TOKEN`` and ``VOBIZ_BASE_URL`` variables.
 
-    ``http_client`` replaces the default transport (httpx on aiohttp): it is
-    used as given, and never closed here. ``sleep`` and ``clock`` exist so that
-    tests can run retries without waiting.
+    ``http_client`` replaces the default client (httpx on aiohttp): it is used
+    as given, hooks and all, and never closed here. ``transport`` keeps our own
+    client but swaps what is under it (``FakeVobiz().transport()`` in tests);
+    we close it. ``sleep`` and ``clock`` exist so that tests can run retries
+    without waiting.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class AsyncVobiz:
         retry: RetryPolicy | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
         sleep: SleepFunc = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -121,25 +124,36 @@ class AsyncVobiz:
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
+        if http_client is not None and transport is not None:
+            raise ValueError("pass http_client or transport, not both")
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else self._default_http_client()
+        if http_client is None:
+            self._transport: httpx.AsyncBaseTransport | None = (
+                transport if transport is not None else self._default_transport()
+            )
+            self._http = httpx.AsyncClient(
+                transport=self._transport, timeout=self.timeout, follow_redirects=False
+            )
+        else:
+            self._transport = None
+            self._http = http_client
         # Our own pool is bounded here rather than in aiohttp's connector, because
         # a semaphore can be widened for stop_many() and aiohttp's limit cannot.
         self._pool_slots = asyncio.Semaphore(max_connections) if self._owns_http else None
         self._pool_size = max_connections
+        self._request_headers = httpx.Headers(self._headers)
+        self._request_extensions = {"timeout": httpx.Timeout(self.timeout).as_dict()}
         self._closed = False
 
-    def _default_http_client(self) -> httpx.AsyncClient:
-        timeout = httpx.Timeout(self.timeout)
+    def _default_transport(self) -> httpx.AsyncBaseTransport:
         # limit=0 in aiohttp means "no limit": _pool_slots bounds it instead.
-        transport = AiohttpTransport(
+        return AiohttpTransport(
             limits=httpx.Limits(max_connections=None, keepalive_expiry=5.0),
             client=lambda: aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=5.0),
                 timeout=aiohttp.ClientTimeout(total=None),
             ),
         )
-        return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -271,20 +285,47 @@ class AsyncVobiz:
         self._pool_size = size
 
     def _build_request(self, target: Target) -> httpx.Request:
+        url = self._account_url
+        json_body = None
         if isinstance(target, Stream):
-            path = f"{target.call_uuid}/Stream/{target.stream_id}/"
+            url += f"{target.call_uuid}/Stream/{target.stream_id}/"
         elif isinstance(target, AllStreams):
-            path = f"{target.call_uuid}/Stream/"
+            url += f"{target.call_uuid}/Stream/"
         else:
-            path = f"{target.call_uuid}/Record/"
+            url += f"{target.call_uuid}/Record/"
             if target.url is not None:
-                return self._http.build_request(
-                    "DELETE",
-                    self._account_url + path,
-                    headers=self._headers,
-                    json={"URL": target.url},
-                )
-        return self._http.build_request("DELETE", self._account_url + path, headers=self._headers)
+                json_body = {"URL": target.url}
+        if self._transport is None:
+            # The caller's client: let it merge its own headers, cookies and timeouts.
+            return self._http.build_request("DELETE", url, headers=self._headers, json=json_body)
+        return httpx.Request(
+            "DELETE",
+            url,
+            headers=self._request_headers,
+            json=json_body,
+            extensions=self._request_extensions,
+        )
+
+    async def _dispatch(self, request: httpx.Request) -> httpx.Response:
+        """
+        Send one request and read its whole (small) body.
+
+        Our own client has no auth, cookies, event hooks or redirects by
+        construction, so its requests go straight to its transport: httpx's
+        client layer would cost more CPU than aiohttp's whole request. A
+        caller's client gets the full ``send()``, their hooks included.
+        """
+        if self._transport is None:
+            return await self._http.send(request, follow_redirects=False)
+        assert self._pool_slots is not None
+        async with self._pool_slots:
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        response.request = request
+        return response
 
     async def _run(
         self,
@@ -390,11 +431,7 @@ class AsyncVobiz:
         sent = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                if self._pool_slots is None:
-                    response = await self._http.send(request, follow_redirects=False)
-                else:
-                    async with self._pool_slots:
-                        response = await self._http.send(request, follow_redirects=False)
+                response = await self._dispatch(request)
         except TimeoutError as exc:
             raise APITimeoutError(
                 f"no response within {timeout:.3g}s for {_route(request)}"
