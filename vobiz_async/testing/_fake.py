@@ -167,6 +167,7 @@ class FakeVobiz:
         self.requests: list[RecordedRequest] = []
         self.request_count = 0
         self.stop_counts: Counter[tuple[str, ...]] = Counter()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._prefix = f"{API_PREFIX}/Account/"
 
     # -- state ------------------------------------------------------------------
@@ -204,6 +205,16 @@ class FakeVobiz:
         Targets whose stop was applied twice or more: a client bug if non-empty.
         """
         return {key: n for key, n in self.stop_counts.items() if n > 1}
+
+    async def wait_for_requests(self, count: int) -> None:
+        """
+        Return once ``count`` requests have arrived in all: a test's sync point, no polling.
+        """
+        if self.request_count >= count:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append((count, waiter))
+        await waiter
 
     def stats(self) -> dict[str, Any]:
         """
@@ -332,6 +343,11 @@ class FakeVobiz:
         fault: _Action | None,
     ) -> None:
         self.request_count += 1
+        if self._waiters:
+            for waiter in [w for w in self._waiters if w[0] <= self.request_count]:
+                self._waiters.remove(waiter)
+                if not waiter[1].done():
+                    waiter[1].set_result(None)
         if self.record_requests:
             name = fault.name.lower() if fault is not None else None
             self.requests.append(RecordedRequest(method, path, target, body, status, name))
