@@ -136,6 +136,8 @@ async def _fan_out(
         while (item := await source.next()) is not None:
             index, target = item
             result = await one(target)
+            if result.error is not None:
+                _shed_frames(result.error)
             if on_result is not None:
                 hooked = on_result(result)
                 if inspect.isawaitable(hooked):
@@ -145,6 +147,27 @@ async def _fan_out(
     async with asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(worker())
+
+
+def _shed_frames(error: BaseException) -> None:
+    """
+    Drop the tracebacks of an error kept in a batch result, and of its causes.
+
+    A traceback keeps every frame of the failed request alive, hundreds of
+    objects each: a report of thousands of failures made every full garbage
+    collection stall the event loop for longer and longer, until deadlines
+    were missed. The errors and their causes stay; their frames go.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        # The context holds the previous attempt's error, with frames of its own.
+        pending += (current.__cause__, current.__context__)
 
 
 async def stop_many(

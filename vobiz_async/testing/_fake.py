@@ -68,7 +68,8 @@ class Faults:
     drop_before: float = attrs.field(default=0.0, validator=_probability)
     #: The stop is applied, then the connection is dropped: the client never hears.
     drop_after: float = attrs.field(default=0.0, validator=_probability)
-    #: The answer comes ``delay_seconds`` late (past a short client timeout).
+    #: The stop is applied, and the answer comes ``delay_seconds`` late (past a short
+    #: client timeout): the client may give up on a stop that happened.
     delay: float = attrs.field(default=0.0, validator=_probability)
     delay_seconds: float = attrs.field(default=5.0, validator=_non_negative)
     #: The request is accepted and never answered.
@@ -365,8 +366,6 @@ class FakeVobiz:
             await asyncio.Event().wait()
         if faults.latency:
             await asyncio.sleep(faults.latency)
-        if action is _Action.DELAY:
-            await asyncio.sleep(faults.delay_seconds)
         if action is _Action.ERROR_503:
             self._record(method, raw_path, self._parse(raw_path), body, 503, action)
             html = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
@@ -381,6 +380,11 @@ class FakeVobiz:
         if action is _Action.DROP_AFTER:
             self._record(method, raw_path, target, body, None, action)
             return None
+        if action is _Action.DELAY:
+            # Applied now, answered late: a client that gave up never hears of it.
+            self._record(method, raw_path, target, body, answer.status, action)
+            await asyncio.sleep(faults.delay_seconds)
+            return answer
         self._record(method, raw_path, target, body, answer.status, None)
         return answer
 
@@ -433,7 +437,11 @@ class FakeVobiz:
                     response.force_close()
             return response
 
-        server = web.Server(handle, access_log=None, keepalive_timeout=idle_timeout)
+        # handler_cancellation: a request whose client hung up is dropped, as a
+        # real server would; hung requests would otherwise pile up here.
+        server = web.Server(
+            handle, access_log=None, keepalive_timeout=idle_timeout, handler_cancellation=True
+        )
         runner = web.ServerRunner(server, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)

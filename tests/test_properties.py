@@ -1,0 +1,79 @@
+"""
+Property: whatever strings arrive, a request goes to exactly the intended path, or none does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vobiz_async import AllStreams, AsyncVobiz, InvalidTargetError, Recording, Stream, Target
+from vobiz_async.testing import FakeVobiz
+
+ASCII = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+ANYTHING = st.text(max_size=40)
+IDS = st.one_of(ASCII, ANYTHING, st.sampled_from(["", ".", "..", "a/b", "%2F", "a?b", "a#b"]))
+URLS = st.one_of(
+    st.none(),
+    ANYTHING,
+    st.builds(lambda path: f"https://media.vobiz.ai/{path}", ANYTHING),
+    st.builds(lambda host: f"http://{host}/rec.mp3", ASCII),
+)
+
+
+def sent_or_refused(target: Target) -> tuple[FakeVobiz, bool]:
+    """Stop `target` against an in-process fake; say whether it was refused."""
+    fake = FakeVobiz(open_world=True)
+
+    async def run() -> bool:
+        async with AsyncVobiz(fake.auth_id, fake.auth_token, transport=fake.transport()) as vobiz:
+            try:
+                await vobiz.stop(target)
+            except InvalidTargetError:
+                return True
+        return False
+
+    return fake, asyncio.run(run())
+
+
+@settings(max_examples=300, deadline=None)
+@given(call_uuid=IDS, stream_id=IDS)
+def test_stream_ids_reach_the_intended_path_or_nothing(call_uuid: str, stream_id: str) -> None:
+    """The server parses the path back to the very same ids, or no request was sent."""
+    fake, refused = sent_or_refused(Stream(call_uuid, stream_id))
+    if refused:
+        assert fake.request_count == 0
+    else:
+        (request,) = fake.requests
+        assert request.target == ("stream", fake.auth_id, call_uuid, stream_id)
+
+
+@settings(max_examples=200, deadline=None)
+@given(call_uuid=IDS)
+def test_call_ids_reach_the_intended_path_or_nothing(call_uuid: str) -> None:
+    """Stop-all uses the call id alone, and gets the same guarantee."""
+    fake, refused = sent_or_refused(AllStreams(call_uuid))
+    if refused:
+        assert fake.request_count == 0
+    else:
+        (request,) = fake.requests
+        assert request.target == ("all_streams", fake.auth_id, call_uuid)
+
+
+@settings(max_examples=300, deadline=None)
+@given(call_uuid=IDS, url=URLS)
+def test_recording_url_arrives_intact_or_nothing_is_sent(call_uuid: str, url: str | None) -> None:
+    """Any accepted recording URL reaches the server as the same string, in the JSON body."""
+    fake, refused = sent_or_refused(Recording(call_uuid, url))
+    if refused:
+        assert fake.request_count == 0
+        return
+    (request,) = fake.requests
+    assert request.target == ("recording", fake.auth_id, call_uuid)
+    if url is None:
+        assert request.body == b""
+    else:
+        assert json.loads(request.body) == {"URL": url}
