@@ -352,3 +352,36 @@ async def test_python_dash_m_runs_the_same_command() -> None:
     assert proc.returncode == 0
     for command in ("stop-streams", "stop-all-streams", "stop-recordings", "demo"):
         assert command in out.decode()
+
+
+async def test_resume_survives_a_report_cut_short(
+    served: tuple[FakeVobiz, str], tmp_path: Path
+) -> None:
+    """A half-written last line (a crash mid-write) is ignored; that target is redone, once."""
+    fake, base_url = served
+    csv_file = tmp_path / "streams.csv"
+    csv_file.write_text("call_uuid,stream_id\nr1,s\nr2,s\nr3,s\n")
+    report = tmp_path / "report.jsonl"
+    done = {"kind": "stream", "call_uuid": "r1", "stream_id": "s", "url": None}
+    report.write_text(
+        json.dumps({**done, "outcome": "stopped"}) + "\n" + '{"kind": "stream", "call_uu'
+    )
+
+    run = await vobiz_async(
+        "stop-streams",
+        csv_file,
+        "--resume",
+        report,
+        "--report",
+        tmp_path / "new.jsonl",
+        "--quiet",
+        "--json",
+        env=cli_env(fake, base_url),
+    )
+
+    assert run.status == 0, run
+    assert "line 2 of" in run.stderr
+    summary = json.loads(run.stdout)
+    assert (summary["skipped"], summary["stopped"]) == (1, 2)
+    assert fake.times_stopped(Stream("r1", "s")) == 0
+    assert fake.times_stopped(Stream("r2", "s")) == 1

@@ -407,26 +407,36 @@ async def execute(
     return EXIT_OK if options.dry_run and not tally.bad_rows else exit_status(tally)
 
 
+RATE = click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Requests per second at most, retries included.",
+)
+REPORT = click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON line per target as it completes.",
+)
+QUIET = click.option("--quiet", is_flag=True, help="No progress and no summary table.")
+JSON = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+
+
+def concurrency_option(default: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        help="Requests in flight at once.",
+    )
+
+
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     decorators = [
-        click.option(
-            "--concurrency",
-            type=click.IntRange(min=1),
-            default=50,
-            show_default=True,
-            help="Requests in flight at once.",
-        ),
-        click.option(
-            "--rate",
-            type=click.FloatRange(min=0, min_open=True),
-            default=None,
-            help="Requests per second at most, retries included.",
-        ),
-        click.option(
-            "--report",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Write one JSON line per target as it completes.",
-        ),
+        concurrency_option(50),
+        RATE,
+        REPORT,
         click.option(
             "--resume",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -452,10 +462,8 @@ def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Attempts per target; 1 turns retries off.",
         ),
-        click.option("--quiet", is_flag=True, help="No progress and no summary table."),
-        click.option(
-            "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
-        ),
+        QUIET,
+        JSON,
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -548,8 +556,8 @@ def stop_recordings(file: TextIO, **values: Any) -> None:
     show_default=True,
     help="Streams to tear down (plus one recording stop per ten calls).",
 )
-@click.option("--concurrency", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None)
+@concurrency_option(100)
+@RATE
 @click.option(
     "--latency",
     type=click.FloatRange(min=0),
@@ -557,9 +565,9 @@ def stop_recordings(file: TextIO, **values: Any) -> None:
     show_default=True,
     help="Seconds the fake Vobiz takes per answer.",
 )
-@click.option("--report", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--quiet", is_flag=True)
-@click.option("--json", "as_json", is_flag=True)
+@REPORT
+@QUIET
+@JSON
 def demo(
     count: int,
     concurrency: int,

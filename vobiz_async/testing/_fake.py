@@ -26,6 +26,7 @@ from aiohttp import web
 
 from .._client import _is_loopback
 from .._models import AllStreams, Stream, Target
+from .._retry import _non_negative
 
 __all__ = ["DEFAULT_AUTH_ID", "DEFAULT_AUTH_TOKEN", "FakeVobiz", "Faults", "RecordedRequest"]
 
@@ -37,11 +38,6 @@ API_PREFIX = "/api/v1"
 def _probability(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
-
-
-def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
 def _optional_positive_int(_: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
@@ -109,30 +105,50 @@ class _Answer:
     headers: dict[str, str] = attrs.Factory(dict)
 
 
+class _Group:
+    """
+    One call's streams, or its recordings: what runs, what was stopped.
+
+    In the open world nothing is listed up front: an item is alive until it,
+    or the whole group, was stopped.
+    """
+
+    __slots__ = ("active", "cleared", "stopped")
+
+    def __init__(self, items: Iterable[str]) -> None:
+        self.active = set(items)
+        self.stopped: set[str] = set()
+        self.cleared = False
+
+    def stop_one(self, item: str, *, open_world: bool) -> bool:
+        """
+        Stop one item; False if it was not running.
+        """
+        alive = (
+            (item not in self.stopped and not self.cleared) if open_world else item in self.active
+        )
+        if alive:
+            self.active.discard(item)
+            self.stopped.add(item)
+        return alive
+
+    def stop_all(self, *, open_world: bool) -> bool:
+        """
+        Stop everything; False if nothing was running.
+        """
+        stopped_any = bool(self.active) or (open_world and not self.cleared)
+        self.stopped |= self.active
+        self.active.clear()
+        self.cleared = True
+        return stopped_any
+
+
 class _Call:
-    """
-    One call's streams and recordings.
-
-    In the open world nothing is listed up front: a stream is alive until it
-    or all streams were stopped, and likewise recordings.
-    """
-
-    __slots__ = (
-        "active_recordings",
-        "active_streams",
-        "recordings_cleared",
-        "stopped_recordings",
-        "stopped_streams",
-        "streams_cleared",
-    )
+    __slots__ = ("recordings", "streams")
 
     def __init__(self, streams: Iterable[str] = (), recordings: Iterable[str] = ()) -> None:
-        self.active_streams = set(streams)
-        self.stopped_streams: set[str] = set()
-        self.streams_cleared = False
-        self.active_recordings = set(recordings)
-        self.stopped_recordings: set[str] = set()
-        self.recordings_cleared = False
+        self.streams = _Group(streams)
+        self.recordings = _Group(recordings)
 
 
 class FakeVobiz:
@@ -186,14 +202,14 @@ class FakeVobiz:
         Streams still running on a registered call.
         """
         call = self._calls.get(call_uuid)
-        return set(call.active_streams) if call else set()
+        return set(call.streams.active) if call else set()
 
     def active_recordings(self, call_uuid: str) -> set[str]:
         """
         Recordings still running on a registered call.
         """
         call = self._calls.get(call_uuid)
-        return set(call.active_recordings) if call else set()
+        return set(call.recordings.active) if call else set()
 
     def times_stopped(self, target: Target) -> int:
         """
@@ -280,43 +296,25 @@ class FakeVobiz:
         call = self._call(call_uuid)
         if call is None:
             return self._not_found("Stream" if kind == "stream" else "Call")
+        open_world = self.open_world
         if kind == "stream":
-            stream_id = target[3]
-            if self.open_world:
-                alive = stream_id not in call.stopped_streams and not call.streams_cleared
-            else:
-                alive = stream_id in call.active_streams
-            if not alive:
-                return self._not_found("Stream")
-            call.active_streams.discard(stream_id)
-            call.stopped_streams.add(stream_id)
-            self.stop_counts[("stream", call_uuid, stream_id)] += 1
-            return _Answer(204)
-        if kind == "all_streams":
+            key: tuple[str, ...] = ("stream", call_uuid, target[3])
+            applied = call.streams.stop_one(target[3], open_world=open_world)
+        elif kind == "all_streams":
             # 204 whether or not anything was running, as the API documents.
-            if call.active_streams or (self.open_world and not call.streams_cleared):
-                self.stop_counts[("all_streams", call_uuid)] += 1
-            call.stopped_streams |= call.active_streams
-            call.active_streams.clear()
-            call.streams_cleared = True
-            return _Answer(204)
-        url = _recording_url(body)
-        if url is None:
-            if call.active_recordings or (self.open_world and not call.recordings_cleared):
-                self.stop_counts[("recording", call_uuid)] += 1
-            call.stopped_recordings |= call.active_recordings
-            call.active_recordings.clear()
-            call.recordings_cleared = True
-            return _Answer(204)
-        if self.open_world:
-            alive = url not in call.stopped_recordings and not call.recordings_cleared
+            key, applied = ("all_streams", call_uuid), True
+            if not call.streams.stop_all(open_world=open_world):
+                return _Answer(204)
+        elif (url := _recording_url(body)) is None:
+            key, applied = ("recording", call_uuid), True
+            if not call.recordings.stop_all(open_world=open_world):
+                return _Answer(204)
         else:
-            alive = url in call.active_recordings
-        if not alive:
-            return self._not_found("Recording")
-        call.active_recordings.discard(url)
-        call.stopped_recordings.add(url)
-        self.stop_counts[("recording", call_uuid, url)] += 1
+            key = ("recording", call_uuid, url)
+            applied = call.recordings.stop_one(url, open_world=open_world)
+        if not applied:
+            return self._not_found("Recording" if kind == "recording" else "Stream")
+        self.stop_counts[key] += 1
         return _Answer(204)
 
     def _answer(
