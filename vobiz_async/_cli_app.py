@@ -609,8 +609,10 @@ async def run_demo(count: int, latency: float, options: Options) -> int:
         faults=Faults(
             latency=latency,
             error_503=0.02,
-            rate_limit_429=0.01,
-            retry_after=0.2,
+            # Each 429 pauses the whole batch for its Retry-After, as an account
+            # limit should: a handful shows that without stalling the demo.
+            rate_limit_429=0.003,
+            retry_after=0.1,
             drop_before=0.005,
             drop_after=0.005,
         ),
@@ -624,7 +626,7 @@ async def run_demo(count: int, latency: float, options: Options) -> int:
         if not options.quiet:
             err.print(
                 f"fake Vobiz on {base_url}: {latency * 1000:.0f} ms latency, "
-                "2% 503, 1% 429, 1% dropped connections",
+                "2% 503, 0.3% 429, 1% dropped connections",
                 highlight=False,
             )
         status = await execute(
