@@ -102,13 +102,15 @@ async def test_stop_streams_from_csv_writes_report(
 
 
 async def test_stop_recordings_from_jsonl(served: tuple[FakeVobiz, str], tmp_path: Path) -> None:
-    """JSON Lines is told apart from CSV by content; url is optional per row."""
+    """JSON Lines is told apart from CSV by content; url is optional; --base-url is honoured."""
     fake, base_url = served
     rows = [{"call_uuid": "c1", "url": "https://rec/1"}, {"call_uuid": "c2"}]
     jsonl = tmp_path / "recs.txt"
     jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
 
-    run = await vobiz_async("stop-recordings", jsonl, "--json", env=cli_env(fake, base_url))
+    run = await vobiz_async(
+        "stop-recordings", jsonl, "--json", "--base-url", base_url, env=cli_env(fake, None)
+    )
 
     assert run.status == 0, run
     assert json.loads(run.stdout)["stopped"] == 2
