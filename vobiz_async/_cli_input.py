@@ -17,15 +17,15 @@ import attrs
 from ._exceptions import InvalidTargetError
 from ._models import AllStreams, Recording, Stream, Target, check_target
 
-__all__ = ["COLUMNS", "BadRow", "InputError", "Kind", "Row", "read_rows", "report_key"]
+__all__ = ["REQUIRED_COLUMNS", "BadRow", "InputError", "Kind", "Row", "read_rows", "report_key"]
 
 Kind = Literal["stream", "all_streams", "recording"]
 
-#: Required columns first, optional ones after, per command.
-COLUMNS: dict[Kind, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "stream": (("call_uuid", "stream_id"), ()),
-    "all_streams": (("call_uuid",), ()),
-    "recording": (("call_uuid",), ("url",)),
+#: Columns each command cannot do without (stop-recordings also reads an optional url).
+REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
+    "stream": ("call_uuid", "stream_id"),
+    "all_streams": ("call_uuid",),
+    "recording": ("call_uuid",),
 }
 
 
@@ -69,7 +69,7 @@ def _target(kind: Kind, fields: dict[str, Any]) -> Target:
 
 
 def _row(kind: Kind, line: int, fields: dict[str, Any]) -> Row | BadRow:
-    required, _ = COLUMNS[kind]
+    required = REQUIRED_COLUMNS[kind]
     missing = [name for name in required if fields.get(name) in (None, "")]
     if missing:
         return BadRow(line, f"missing {', '.join(missing)}", fields)
@@ -131,7 +131,7 @@ def _read_csv(kind: Kind, head: list[str], rest: Iterator[str]) -> Iterator[Row 
             continue
         if header is None:
             header = [cell.strip().lower() for cell in record]
-            required, _ = COLUMNS[kind]
+            required = REQUIRED_COLUMNS[kind]
             absent = [name for name in required if name not in header]
             if absent:
                 raise InputError(
