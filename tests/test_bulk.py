@@ -445,6 +445,7 @@ async def test_own_pool_is_widened_to_the_batch_concurrency(
         AUTH_ID, AUTH_TOKEN, base_url=base_url, max_connections=2, retry=RetryPolicy(max_attempts=1)
     ) as vobiz:
         report = await asyncio.wait_for(vobiz.stop_many(streams(12), concurrency=12), 10)
+        assert vobiz.max_connections == 12
 
     assert reached.is_set()
     assert report.ok

@@ -114,16 +114,18 @@ class AsyncVobiz:
             raise ValueError(f"max_connections must be an int > 0, got {max_connections!r}")
         self.timeout = float(timeout)
         self.retry = retry if retry is not None else RetryPolicy()
-        self.max_connections = max_connections
         self._sleep = sleep
         self._clock = clock
         self._account_url = f"{self.base_url}/Account/{self.auth_id}/Call/"
-        self._headers = {
-            "X-Auth-ID": self.auth_id,
-            "X-Auth-Token": auth_token,
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
+        # One Headers object for both paths: httpx copies it into each request.
+        self._headers = httpx.Headers(
+            {
+                "X-Auth-ID": self.auth_id,
+                "X-Auth-Token": auth_token,
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            }
+        )
         if http_client is not None and transport is not None:
             raise ValueError("pass http_client or transport, not both")
         self._owns_http = http_client is None
@@ -141,7 +143,6 @@ class AsyncVobiz:
         # a semaphore can be widened for stop_many() and aiohttp's limit cannot.
         self._pool_slots = asyncio.Semaphore(max_connections) if self._owns_http else None
         self._pool_size = max_connections
-        self._request_headers = httpx.Headers(self._headers)
         self._request_extensions = {"timeout": httpx.Timeout(self.timeout).as_dict()}
         self._closed = False
 
@@ -180,6 +181,13 @@ class AsyncVobiz:
         self._closed = True
         if self._owns_http:
             await self._http.aclose()
+
+    @property
+    def max_connections(self) -> int:
+        """
+        Requests in flight at most: as constructed, or as widened by stop_many().
+        """
+        return self._pool_size
 
     @property
     def is_closed(self) -> bool:
@@ -301,7 +309,7 @@ class AsyncVobiz:
         return httpx.Request(
             "DELETE",
             url,
-            headers=self._request_headers,
+            headers=self._headers,
             json=json_body,
             extensions=self._request_extensions,
         )
@@ -432,11 +440,8 @@ class AsyncVobiz:
         try:
             async with asyncio.timeout(timeout):
                 response = await self._dispatch(request)
-        except TimeoutError as exc:
-            raise APITimeoutError(
-                f"no response within {timeout:.3g}s for {_route(request)}"
-            ) from exc
         except (httpx.RequestError, aiohttp.ClientError, OSError) as exc:
+            # OSError includes the TimeoutError of asyncio.timeout above.
             raise _transport_error(exc, request, timeout) from exc
         status = response.status_code
         if logger.isEnabledFor(logging.DEBUG):
@@ -546,9 +551,8 @@ def _transport_error(exc: BaseException, request: httpx.Request, timeout: float)
     """
     cause = exc.__cause__
     if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
-        what = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
-        return APIConnectionError(f"connection failed for {_route(request)}: {what}")
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        exc = cause
+    elif isinstance(exc, httpx.TimeoutException | TimeoutError):
         return APITimeoutError(f"no response within {timeout:.3g}s for {_route(request)}")
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return APIConnectionError(f"connection failed for {_route(request)}: {what}")
