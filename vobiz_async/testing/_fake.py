@@ -318,19 +318,18 @@ class FakeVobiz:
         return _Answer(204)
 
     def _answer(
-        self, method: str, raw_path: str, headers: Any, body: bytes
-    ) -> tuple[_Answer, tuple[str, ...] | None]:
-        target = self._parse(raw_path)
+        self, method: str, target: tuple[str, ...] | None, headers: Any, body: bytes
+    ) -> _Answer:
         if target is None or method != "DELETE":
-            return self._not_found("Resource"), target
+            return self._not_found("Resource")
         if (
             headers.get("X-Auth-ID") != self.auth_id
             or headers.get("X-Auth-Token") != self.auth_token
             or target[1] != self.auth_id
         ):
             body401 = {"api_id": str(uuid.uuid4()), "error": "Authentication failed"}
-            return _Answer(401, json.dumps(body401).encode()), target
-        return self._apply(target, body), target
+            return _Answer(401, json.dumps(body401).encode())
+        return self._apply(target, body)
 
     def _record(
         self,
@@ -339,7 +338,7 @@ class FakeVobiz:
         target: tuple[str, ...] | None,
         body: bytes,
         status: int | None,
-        fault: _Action | None,
+        action: _Action,
     ) -> None:
         self.request_count += 1
         if self._waiters:
@@ -348,8 +347,8 @@ class FakeVobiz:
                 if not waiter[1].done():
                     waiter[1].set_result(None)
         if self.record_requests:
-            name = fault.name.lower() if fault is not None else None
-            self.requests.append(RecordedRequest(method, path, target, body, status, name))
+            fault = None if action is _Action.ANSWER else action.name.lower()
+            self.requests.append(RecordedRequest(method, path, target, body, status, fault))
 
     async def _handle(
         self, method: str, raw_path: str, headers: Any, body: bytes
@@ -359,32 +358,31 @@ class FakeVobiz:
         """
         action = self._decide()
         faults = self.faults
+        target = self._parse(raw_path)
         if action is _Action.HANG:
-            self._record(method, raw_path, self._parse(raw_path), body, None, action)
+            self._record(method, raw_path, target, body, None, action)
             await asyncio.Event().wait()
         if faults.latency:
             await asyncio.sleep(faults.latency)
+        answer: _Answer | None
         if action is _Action.ERROR_503:
-            self._record(method, raw_path, self._parse(raw_path), body, 503, action)
             html = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
-            return _Answer(503, html, {"Content-Type": "text/html"})
-        if action is _Action.RATE_LIMIT:
-            self._record(method, raw_path, self._parse(raw_path), body, 429, action)
-            return _rate_limited(faults.retry_after)
-        if action is _Action.DROP_BEFORE:
-            self._record(method, raw_path, self._parse(raw_path), body, None, action)
-            return None
-        answer, target = self._answer(method, raw_path, headers, body)
-        if action is _Action.DROP_AFTER:
-            self._record(method, raw_path, target, body, None, action)
-            return None
+            answer = _Answer(503, html, {"Content-Type": "text/html"})
+        elif action is _Action.RATE_LIMIT:
+            answer = _rate_limited(faults.retry_after)
+        elif action is _Action.DROP_BEFORE:
+            answer = None
+        else:
+            answer = self._answer(method, target, headers, body)
+        # DROP_AFTER applied the stop above and now loses the answer.
+        delivered = None if action is _Action.DROP_AFTER else answer
+        self._record(
+            method, raw_path, target, body, delivered.status if delivered else None, action
+        )
         if action is _Action.DELAY:
             # Applied now, answered late: a client that gave up never hears of it.
-            self._record(method, raw_path, target, body, answer.status, action)
             await asyncio.sleep(faults.delay_seconds)
-            return answer
-        self._record(method, raw_path, target, body, answer.status, None)
-        return answer
+        return delivered
 
     # -- front ends ---------------------------------------------------------------
 
