@@ -47,7 +47,7 @@ class Tally:
     What the run did so far; the summary and the progress line read it.
     """
 
-    total: int | None = None
+    rows: int | None = None  # input rows, when known up front
     stopped: int = 0
     not_found: int = 0
     failed: int = 0
@@ -62,10 +62,24 @@ class Tally:
         return self.stopped + self.not_found + self.failed + self.bad_rows
 
     @property
+    def accounted(self) -> int:
+        """
+        Rows dealt with one way or another, skipped ones included: the bar's progress.
+        """
+        return self.done + self.skipped
+
+    @property
+    def total(self) -> int | None:
+        """
+        Targets this run was to handle: the rows less those --resume skipped.
+        """
+        return None if self.rows is None else self.rows - self.skipped
+
+    @property
     def not_attempted(self) -> int | None:
-        if self.total is None:
+        if self.rows is None:
             return None if self.interrupted else 0
-        return max(self.total - self.done, 0)
+        return max(self.rows - self.accounted, 0)
 
     def rate(self) -> float:
         elapsed = time.monotonic() - self.started
@@ -197,6 +211,10 @@ class Reporter:
         self.write(result_line(result))
         self.advance()
 
+    def skip(self) -> None:
+        self.tally.skipped += 1
+        self.advance()
+
     def bad_row(self, bad: BadRow) -> None:
         self.tally.bad_rows += 1
         self.err.print(f"[red]line {bad.line}:[/red] {bad.error}", highlight=False, markup=True)
@@ -216,7 +234,7 @@ def targets_from(
         if isinstance(row, BadRow):
             reporter.bad_row(row)
         elif finished and report_key(target_fields(row.target)) in finished:
-            reporter.tally.skipped += 1
+            reporter.skip()
         else:
             yield row.target
 
@@ -245,7 +263,7 @@ async def progress_display(
             console=err,
         )
         task: TaskID = progress.add_task(
-            "stopping", total=tally.total, rate=0.0, counts=tally.counts_text()
+            "stopping", total=tally.rows, rate=0.0, counts=tally.counts_text()
         )
 
         def advance() -> None:
@@ -259,9 +277,9 @@ async def progress_display(
     async def plain_lines() -> None:
         while True:
             await asyncio.sleep(PLAIN_PROGRESS_EVERY)
-            out_of = f"/{tally.total}" if tally.total is not None else ""
+            out_of = f"/{tally.rows}" if tally.rows is not None else ""
             err.print(
-                f"progress: {tally.done}{out_of} done ({tally.counts_text()}), "
+                f"progress: {tally.accounted}{out_of} done ({tally.counts_text()}), "
                 f"{tally.rate():.1f}/s",
                 highlight=False,
             )
@@ -384,7 +402,7 @@ async def execute(
 ) -> int:
     out, err = Console(), Console(stderr=True)
     finished = load_resume(options.resume, err) if options.resume else set()
-    tally = Tally(total=total)
+    tally = Tally(rows=total)
     report: IO[str] | None = None
     if options.report is not None:
         same = options.resume is not None and options.report.resolve() == options.resume.resolve()
@@ -401,8 +419,6 @@ async def execute(
     finally:
         if report is not None:
             report.close()
-    if tally.total is not None:
-        tally.total -= tally.skipped
     print_summary(tally, options, out, err)
     return EXIT_OK if options.dry_run and not tally.bad_rows else exit_status(tally)
 
