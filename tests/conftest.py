@@ -1,11 +1,15 @@
 """
-Shared fixtures: a respx router behind the client, and a clock that sleeps instantly.
+Shared fixtures: a clean environment, a mocked API, a clock that sleeps instantly.
+
+The respx router sits behind the client on both of its send paths.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
 
 import httpx
 import pytest
@@ -37,6 +41,14 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's VOBIZ_* variables: every test is hermetic."""
+    for name in list(os.environ):
+        if name.startswith("VOBIZ_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
@@ -47,25 +59,43 @@ def router() -> respx.Router:
     return respx.Router(base_url=ACCOUNT, assert_all_called=False)
 
 
-def make_client(router: respx.Router, fake_time: FakeTime, **kwargs: object) -> AsyncVobiz:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.async_handler))
+#: How a client reaches the mock: our own pool on a transport (what users get by
+#: default, minus the socket), or the caller's httpx.AsyncClient.
+SendPath = Literal["own-pool", "http-client"]
+SEND_PATHS: tuple[SendPath, ...] = ("own-pool", "http-client")
+
+
+def make_client(
+    router: respx.Router, fake_time: FakeTime, *, path: SendPath = "own-pool", **kwargs: object
+) -> AsyncVobiz:
+    mock = httpx.MockTransport(router.async_handler)
     options: dict[str, object] = {
         "base_url": BASE_URL,
-        "http_client": http,
         "sleep": fake_time.sleep,
         "clock": fake_time.clock,
         "retry": RetryPolicy(),
     }
+    if path == "own-pool":
+        options["transport"] = mock
+    else:
+        options["http_client"] = httpx.AsyncClient(transport=mock)
     options.update(kwargs)
     return AsyncVobiz(AUTH_ID, AUTH_TOKEN, **options)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=SEND_PATHS)
+def send_path(request: pytest.FixtureRequest) -> SendPath:
+    """Each test that takes it runs on both send paths."""
+    path: SendPath = request.param
+    return path
+
+
 @pytest.fixture
-async def vobiz(router: respx.Router, fake_time: FakeTime) -> AsyncIterator[AsyncVobiz]:
-    client = make_client(router, fake_time)
-    async with client:
+async def vobiz(
+    router: respx.Router, fake_time: FakeTime, send_path: SendPath
+) -> AsyncIterator[AsyncVobiz]:
+    async with make_client(router, fake_time, path=send_path) as client:
         yield client
-    await client._http.aclose()
 
 
 Behaviour = Callable[[int, bytes, asyncio.StreamWriter], Awaitable[None]]

@@ -445,7 +445,7 @@ async def test_never_retried_statuses(
 ) -> None:
     """404 and the other 4xx are answered once and never retried."""
     route = router.delete(STREAM_PATH).respond(status)
-    result = await vobiz._run(Stream("call-1", "stream-1"))
+    (result,) = await vobiz.stop_many([Stream("call-1", "stream-1")])
     assert result.status_code == status
     assert route.call_count == 1
     assert fake_time.sleeps == []
@@ -489,16 +489,22 @@ async def test_attempt_timeout_raises_api_timeout_error(
 async def test_attempt_timeout_shrinks_to_the_deadline(
     router: respx.Router, fake_time: FakeTime
 ) -> None:
-    """An attempt never runs past what is left of the deadline."""
-    router.delete(STREAM_PATH).respond(503)
-    fake_time.now += 0
-    policy = RetryPolicy(max_attempts=5, deadline=0.5, wait_initial=0.3, wait_jitter=0)
+    """An attempt never runs past what is left of the deadline, whatever `timeout` says."""
+    import asyncio
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    route = router.delete(STREAM_PATH)
+    route.side_effect = [httpx.Response(503), hang]
+    # 0.03s of (injected) backoff leaves 0.02s of the deadline for the second attempt:
+    # that attempt's timeout is 0.02s, not the client's 10s.
+    policy = RetryPolicy(max_attempts=5, deadline=0.05, wait_initial=0.03, wait_jitter=0)
     async with make_client(router, fake_time, timeout=10.0, retry=policy) as vobiz:
-        fake_time.now += 0  # the deadline is measured on the injected clock
-        result = await vobiz._run(Stream("call-1", "stream-1"))
-    # 0.3s sleep leaves 0.2s, which is > 0: a second attempt; the next 0.6s sleep would pass it.
-    assert result.attempts == 2
-    assert isinstance(result.error, ServerError)
+        with pytest.raises(APITimeoutError, match=r"no response within 0\.02s") as info:
+            await vobiz.stop_stream("call-1", "stream-1")
+    assert info.value.attempts == 2
 
 
 async def test_sleep_that_overshoots_the_deadline_ends_with_timeout(router: respx.Router) -> None:
@@ -625,7 +631,7 @@ async def test_token_never_in_repr_message_or_logs(
     router.delete("/Call/call-1/Stream/x/").respond(401, json=echoed)
     with pytest.raises(AuthenticationError) as info:
         await vobiz.stop_stream("call-1", "stream-1")
-    result = await vobiz._run(Stream("call-1", "x"))
+    (result,) = await vobiz.stop_many([Stream("call-1", "x")])
     assert result.error is not None
 
     texts = [repr(vobiz), str(vobiz), str(info.value), repr(info.value), repr(result)]
@@ -683,22 +689,25 @@ async def test_user_http_client_is_not_closed(router: respx.Router) -> None:
     await http.aclose()
 
 
-async def test_own_http_client_is_closed() -> None:
-    """The default transport is ours, and aclose() releases it."""
-    client = AsyncVobiz(AUTH_ID, AUTH_TOKEN)
-    await client.aclose()
-    assert client._http.is_closed
+class ClosingTransport(httpx.MockTransport):
+    """A mock transport that remembers being closed."""
+
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
 
 
 async def test_own_client_on_a_custom_transport(router: respx.Router) -> None:
     """transport= keeps our pooled client but swaps what is under it; we close it."""
-    transport = httpx.MockTransport(router.async_handler)
+    transport = ClosingTransport(router.async_handler)
     route = router.delete(STREAM_PATH).respond(204)
     async with AsyncVobiz(AUTH_ID, AUTH_TOKEN, base_url=BASE_URL, transport=transport) as vobiz:
         result = await vobiz.stop_stream("call-1", "stream-1")
+        assert not transport.closed
     assert result.outcome is Outcome.STOPPED
     assert route.calls.last.request.headers["X-Auth-Token"] == AUTH_TOKEN
-    assert vobiz._http.is_closed
+    assert transport.closed
 
 
 def test_http_client_and_transport_are_exclusive() -> None:
@@ -746,8 +755,8 @@ def test_missing_credentials_name_the_variables(
 
 
 def test_invalid_auth_id_refused_at_construction() -> None:
-    """auth_id is a path segment too, and is checked like one."""
-    with pytest.raises(InvalidTargetError, match="auth_id"):
+    """auth_id is a path segment too, and is checked like one: a bad one is configuration."""
+    with pytest.raises(ConfigurationError, match="auth_id"):
         AsyncVobiz("MA/../x", "t")
 
 

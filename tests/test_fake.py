@@ -49,7 +49,6 @@ def client_for(fake: FakeVobiz, **kwargs: object) -> AsyncVobiz:
 async def vobiz(fake: FakeVobiz) -> AsyncIterator[AsyncVobiz]:
     async with client_for(fake) as client:
         yield client
-    await client._http.aclose()
 
 
 # -- state ----------------------------------------------------------------------

@@ -9,7 +9,7 @@ import email.utils
 import pytest
 
 from vobiz_async import RetryPolicy
-from vobiz_async._retry import parse_retry_after
+from vobiz_async._exceptions import parse_retry_after
 
 
 @pytest.mark.parametrize(

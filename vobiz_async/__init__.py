@@ -18,8 +18,9 @@ from ._exceptions import (
     ServerError,
     VobizError,
 )
-from ._models import AllStreams, BulkReport, Outcome, Recording, StopResult, Stream, Target
+from ._models import BulkReport, Outcome, StopResult
 from ._retry import RETRYABLE_STATUSES, RetryPolicy
+from ._targets import AllStreams, Recording, Stream, Target
 from ._version import __version__
 
 __all__ = [

@@ -34,8 +34,9 @@ from rich.table import Table
 from ._cli_input import BadRow, InputError, Kind, Row, read_rows, report_key
 from ._client import AsyncVobiz
 from ._exceptions import ConfigurationError, InvalidTargetError
-from ._models import Outcome, Recording, StopResult, Stream, Target
+from ._models import Outcome, StopResult
 from ._retry import RetryPolicy
+from ._targets import Recording, Stream, Target
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when stderr is not a terminal

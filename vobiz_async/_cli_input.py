@@ -15,7 +15,7 @@ from typing import IO, Any, Literal
 import attrs
 
 from ._exceptions import InvalidTargetError
-from ._models import AllStreams, Recording, Stream, Target, check_target
+from ._targets import AllStreams, Recording, Stream, Target, check_target
 
 __all__ = ["REQUIRED_COLUMNS", "BadRow", "InputError", "Kind", "Row", "read_rows", "report_key"]
 

@@ -25,9 +25,14 @@ API's own error text only.
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import httpx
 
 __all__ = [
@@ -44,6 +49,10 @@ __all__ = [
     "RateLimitError",
     "ServerError",
     "VobizError",
+    "parse_retry_after",
+    "redact",
+    "status_error",
+    "transport_error",
 ]
 
 
@@ -157,7 +166,7 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
 }
 
 
-def error_class_for(status_code: int) -> type[APIStatusError]:
+def _error_class_for(status_code: int) -> type[APIStatusError]:
     """
     Map a status to the most specific error class.
     """
@@ -197,3 +206,103 @@ def parse_error_body(content: bytes) -> tuple[str | None, str | None]:
     elif isinstance(body.get("message"), str):
         message = body["message"]
     return (str(api_id) if api_id else None), message
+
+
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """
+    Seconds to wait from a Retry-After value: delta-seconds or an HTTP date.
+
+    Returns None for a missing or unreadable value, so the caller falls back to
+    its own backoff instead of trusting garbage.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - now()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """
+    The wait a response asks for: ``Retry-After``, else ``retry-after-ms``.
+    """
+    retry_after = parse_retry_after(headers.get("retry-after"))
+    if retry_after is None and "retry-after-ms" in headers:
+        ms = parse_retry_after(headers["retry-after-ms"])
+        retry_after = None if ms is None else ms / 1000
+    return retry_after
+
+
+def redact(text: str, secret: str) -> str:
+    """
+    ``text`` with every occurrence of ``secret`` replaced by ``***``.
+    """
+    return text.replace(secret, "***")
+
+
+def status_error(
+    response: httpx.Response, *, label: str, max_retry_after: float, secret: str
+) -> APIStatusError:
+    """
+    The typed error for a response that is neither success nor a tolerated 404.
+
+    ``label`` names the request (``DELETE /api/v1/...``); ``secret`` never
+    reaches the message, even when a proxy echoes it back in the body.
+    """
+    status = response.status_code
+    api_id, detail = parse_error_body(response.content)
+    if detail is None:
+        detail = _describe_body(response)
+    reason = response.reason_phrase or ""
+    message = f"{status} {reason}".rstrip() + f" from {label}: {detail}"
+    retry_after = _retry_after(response.headers)
+    if 300 <= status < 400:
+        message += f" (redirect to {response.headers.get('location', '?')!r} not followed)"
+    elif retry_after is not None and retry_after > max_retry_after:
+        message += (
+            f" (Retry-After {retry_after:g}s is longer than "
+            f"max_retry_after={max_retry_after:g}s: not retried)"
+        )
+    return _error_class_for(status)(
+        redact(message, secret),
+        status_code=status,
+        api_id=api_id,
+        response=response,
+        retry_after=retry_after,
+    )
+
+
+def _describe_body(response: httpx.Response) -> str:
+    if not response.content:
+        return "(empty body)"
+    snippet = " ".join(response.text.split())
+    if len(snippet) > 120:
+        snippet = snippet[:117] + "..."
+    return f"non-JSON body {snippet!r}"
+
+
+def transport_error(exc: BaseException, *, label: str, timeout: float) -> VobizError:
+    """
+    Name a transport failure for what it was.
+
+    httpx-aiohttp maps every aiohttp ClientConnectionError, a server that hung
+    up included, to httpx.ConnectTimeout; the aiohttp cause tells them apart.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
+        exc = cause
+    elif isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return APITimeoutError(f"no response within {timeout:.3g}s for {label}")
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return APIConnectionError(f"connection failed for {label}: {what}")

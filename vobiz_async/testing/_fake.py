@@ -24,20 +24,14 @@ import attrs
 import httpx
 from aiohttp import web
 
-from .._client import _is_loopback
-from .._models import AllStreams, Stream, Target
-from .._retry import _non_negative
+from .._checks import is_loopback, non_negative, probability
+from .._targets import AllStreams, Stream, Target
 
 __all__ = ["DEFAULT_AUTH_ID", "DEFAULT_AUTH_TOKEN", "FakeVobiz", "Faults", "RecordedRequest"]
 
 DEFAULT_AUTH_ID = "MA_FAKEVOBIZ"
 DEFAULT_AUTH_TOKEN = "fake-vobiz-token"  # noqa: S105 - a fake's well-known credential
 API_PREFIX = "/api/v1"
-
-
-def _probability(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be between 0 and 1, got {value!r}")
 
 
 def _optional_positive_int(_: object, attribute: attrs.Attribute[Any], value: int | None) -> None:
@@ -54,22 +48,22 @@ class Faults:
     one fault hits a request. ``latency`` applies to every answered request.
     """
 
-    latency: float = attrs.field(default=0.0, validator=_non_negative)
+    latency: float = attrs.field(default=0.0, validator=non_negative)
     #: 503 with an HTML body, as a load balancer sends it.
-    error_503: float = attrs.field(default=0.0, validator=_probability)
+    error_503: float = attrs.field(default=0.0, validator=probability)
     #: 429 in Vobiz's nested error shape, with ``Retry-After: retry_after``.
-    rate_limit_429: float = attrs.field(default=0.0, validator=_probability)
-    retry_after: float = attrs.field(default=1.0, validator=_non_negative)
+    rate_limit_429: float = attrs.field(default=0.0, validator=probability)
+    retry_after: float = attrs.field(default=1.0, validator=non_negative)
     #: The connection is dropped before the stop is applied.
-    drop_before: float = attrs.field(default=0.0, validator=_probability)
+    drop_before: float = attrs.field(default=0.0, validator=probability)
     #: The stop is applied, then the connection is dropped: the client never hears.
-    drop_after: float = attrs.field(default=0.0, validator=_probability)
+    drop_after: float = attrs.field(default=0.0, validator=probability)
     #: The stop is applied, and the answer comes ``delay_seconds`` late (past a short
     #: client timeout): the client may give up on a stop that happened.
-    delay: float = attrs.field(default=0.0, validator=_probability)
-    delay_seconds: float = attrs.field(default=5.0, validator=_non_negative)
+    delay: float = attrs.field(default=0.0, validator=probability)
+    delay_seconds: float = attrs.field(default=5.0, validator=non_negative)
     #: The request is accepted and never answered.
-    hang: float = attrs.field(default=0.0, validator=_probability)
+    hang: float = attrs.field(default=0.0, validator=probability)
     #: Socket server only: close each connection after this many requests.
     keepalive_requests: int | None = attrs.field(default=None, validator=_optional_positive_int)
 
@@ -407,7 +401,7 @@ class FakeVobiz:
 
         ``idle_timeout`` is how long an idle keep-alive connection is kept open.
         """
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ValueError(f"the fake Vobiz listens on loopback only, not {host!r}")
         served_on: dict[int, int] = {}
 

@@ -1,0 +1,142 @@
+"""
+The engine under stop_many() and iter_stop_many(): a worker pool over one lazy input.
+
+The algorithm is a fixed pool of ``concurrency`` worker tasks pulling from one
+shared, lazily read input (the worker-pool pattern), rather than one task per
+target: memory stays proportional to ``concurrency`` however long the input.
+Each result goes to ``emit``, which is all the two entry points differ in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+
+from .._exceptions import VobizError
+from .._models import Outcome, StopResult
+from .._session import Session
+from .._targets import Target, check_target
+from .brakes import Brakes
+
+__all__ = ["Emit", "ResultHook", "Targets", "check_limits", "fan_out", "shed_frames"]
+
+#: Called with every result as it completes; may be a coroutine function.
+ResultHook = Callable[[StopResult], object]
+Emit = Callable[[int, StopResult], Awaitable[None]]
+Targets = Iterable[Target] | AsyncIterable[Target]
+
+
+def check_limits(concurrency: int, rate_limit: float | None) -> None:
+    """
+    Raise ValueError for a concurrency or rate limit no batch can run with.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0:
+        raise ValueError(f"concurrency must be an int > 0, got {concurrency!r}")
+    if rate_limit is not None and not rate_limit > 0:
+        raise ValueError(f"rate_limit must be > 0 requests per second or None, got {rate_limit!r}")
+
+
+_END = object()
+
+
+class _Source:
+    """
+    The input, read one target at a time, only when a worker is free for it.
+    """
+
+    def __init__(self, targets: Targets) -> None:
+        self._index = 0
+        self._sync = None if isinstance(targets, AsyncIterable) else iter(targets)
+        self._async = targets.__aiter__() if isinstance(targets, AsyncIterable) else None
+        # Two workers must never be inside one async generator's __anext__ at once.
+        self._lock = asyncio.Lock()
+
+    async def next(self) -> tuple[int, Target] | None:
+        """
+        The next target with its input position, or None at the end.
+
+        Exhausted iterators keep answering the default, so no flag is needed.
+        """
+        target: object
+        if self._sync is not None:
+            target = next(self._sync, _END)
+        else:
+            assert self._async is not None
+            async with self._lock:
+                target = await anext(self._async, _END)
+        if target is _END:
+            return None
+        index = self._index
+        self._index += 1
+        # Anything else is carried to check_target, which fails it with a clear error.
+        return index, target  # type: ignore[return-value]
+
+
+async def fan_out(
+    session: Session,
+    targets: Targets,
+    *,
+    concurrency: int,
+    rate_limit: float | None,
+    on_result: ResultHook | None,
+    emit: Emit,
+) -> None:
+    """
+    Stop every target with ``concurrency`` workers; each result to ``on_result``, then ``emit``.
+    """
+    session.ensure_open()
+    session.widen_pool(concurrency)
+    source = _Source(targets)
+    brakes = Brakes(
+        rate_limit=rate_limit,
+        max_pause=session.retry.max_retry_after,
+        clock=session.clock,
+        sleep=session.sleep,
+    )
+
+    async def one(target: Target) -> StopResult:
+        if brakes.auth_failure is not None:
+            try:
+                check_target(target)
+            except VobizError as exc:
+                return StopResult(target, Outcome.FAILED, error=exc)
+            return StopResult(target, Outcome.FAILED, error=brakes.auth_failure)
+        return await session.stop(target, gate=brakes)
+
+    async def worker() -> None:
+        while (item := await source.next()) is not None:
+            index, target = item
+            result = await one(target)
+            if result.error is not None:
+                shed_frames(result.error)
+            if on_result is not None:
+                hooked = on_result(result)
+                if inspect.isawaitable(hooked):
+                    await hooked
+            await emit(index, result)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(concurrency):
+            group.create_task(worker())
+
+
+def shed_frames(error: BaseException) -> None:
+    """
+    Drop the tracebacks of an error kept in a batch result, and of its causes.
+
+    A traceback keeps every frame of the failed request alive, hundreds of
+    objects each: a report of thousands of failures made every full garbage
+    collection stall the event loop for longer and longer, until deadlines
+    were missed. The errors and their causes stay; their frames go.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        # The context holds the previous attempt's error, with frames of its own.
+        pending += (current.__cause__, current.__context__)

@@ -1,0 +1,133 @@
+"""
+The client's settings, resolved from arguments and environment and checked in one step.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import attrs
+import httpx
+
+from ._checks import check_identifier, is_loopback
+from ._exceptions import ConfigurationError, InvalidTargetError
+from ._retry import RetryPolicy
+from ._version import __version__
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "Settings"]
+
+DEFAULT_BASE_URL = "https://api.vobiz.ai/api/v1"
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 100
+
+USER_AGENT = (
+    f"vobiz-async/{__version__} Python/{platform.python_version()} httpx/{httpx.__version__}"
+)
+
+
+@attrs.frozen
+class Settings:
+    """
+    Everything a client was configured with, valid by construction (see ``resolve``).
+    """
+
+    auth_id: str
+    auth_token: str = attrs.field(repr=False)
+    base_url: str
+    timeout: float
+    max_connections: int
+    retry: RetryPolicy
+
+    @classmethod
+    def resolve(
+        cls,
+        auth_id: str | None,
+        auth_token: str | None,
+        *,
+        base_url: str | None,
+        timeout: float,
+        max_connections: int,
+        retry: RetryPolicy | None,
+    ) -> Settings:
+        """
+        Fill in from ``VOBIZ_*`` variables and check every value; ConfigurationError if any is bad.
+        """
+        auth_id = auth_id if auth_id is not None else os.environ.get("VOBIZ_AUTH_ID")
+        auth_token = auth_token if auth_token is not None else os.environ.get("VOBIZ_AUTH_TOKEN")
+        if not auth_id or not auth_token:
+            missing = [
+                name
+                for name, value in (("VOBIZ_AUTH_ID", auth_id), ("VOBIZ_AUTH_TOKEN", auth_token))
+                if not value
+            ]
+            raise ConfigurationError(
+                f"missing Vobiz credentials: set {' and '.join(missing)} "
+                "or pass auth_id= and auth_token="
+            )
+        try:
+            check_identifier("auth_id", auth_id)
+        except InvalidTargetError as exc:
+            raise ConfigurationError(str(exc)) from None
+        if not (isinstance(auth_token, str) and auth_token.isascii() and auth_token.isprintable()):
+            # Never echo the value: it is the secret.
+            raise ConfigurationError("auth_token must be a non-empty printable ASCII str")
+        if isinstance(timeout, bool) or not (isinstance(timeout, int | float) and timeout > 0):
+            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if isinstance(max_connections, bool) or not (
+            isinstance(max_connections, int) and max_connections > 0
+        ):
+            raise ConfigurationError(f"max_connections must be an int > 0, got {max_connections!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        return cls(
+            auth_id=auth_id,
+            auth_token=auth_token,
+            base_url=check_base_url(base_url or os.environ.get("VOBIZ_BASE_URL")),
+            timeout=float(timeout),
+            max_connections=max_connections,
+            retry=retry if retry is not None else RetryPolicy(),
+        )
+
+    @property
+    def account_url(self) -> str:
+        """
+        The URL every route's path is relative to, with a trailing slash.
+        """
+        return f"{self.base_url}/Account/{self.auth_id}/"
+
+    def headers(self) -> httpx.Headers:
+        """
+        The headers of every request: auth, content negotiation, who is calling.
+        """
+        return httpx.Headers(
+            {
+                "X-Auth-ID": self.auth_id,
+                "X-Auth-Token": self.auth_token,
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            }
+        )
+
+
+def check_base_url(value: str | None) -> str:
+    """
+    Refuse any base URL that would send the token in clear text off this machine.
+    """
+    raw = (value or DEFAULT_BASE_URL).rstrip("/")
+    if not (raw.isascii() and raw.isprintable()) or " " in raw:
+        raise ConfigurationError(f"base_url must be printable ASCII without spaces: {raw!r}")
+    try:
+        url = httpx.URL(raw)
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(f"base_url is not a valid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL with a host: {raw!r}")
+    if url.query or url.fragment:
+        raise ConfigurationError(f"base_url must not have a query or fragment: {raw!r}")
+    if url.scheme == "http" and not is_loopback(url.host):
+        raise ConfigurationError(
+            f"base_url {raw!r} is plain http to a non-loopback host; the auth token "
+            "would travel in clear text. Use https (http is allowed for loopback only)."
+        )
+    return raw

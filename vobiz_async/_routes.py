@@ -1,0 +1,198 @@
+"""
+The route table: every request this library makes, described once.
+
+A kind of request is a frozen attrs class registered with ``@route``: the HTTP
+method, the path under ``/Account/{auth_id}/`` with the class's fields in
+braces, and, per field, how it is checked and whether it travels in the JSON
+body instead. From that one description the client builds a request, the
+fake Vobiz parses it back, and the CLI names its report columns. Adding an
+endpoint is one class with ``@route`` (see the README's "Adding an endpoint").
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from ._checks import check_identifier, check_recording_url
+from ._exceptions import InvalidTargetError
+
+__all__ = ["ROUTES", "Route", "body_field", "path_field", "route", "route_of"]
+
+T = TypeVar("T")
+Check = Callable[[str, object], object]
+
+# Field metadata keys: how a value is checked, and its JSON body key if it has one.
+CHECK = "vobiz_check"
+JSON_KEY = "vobiz_json_key"
+
+
+def path_field() -> Any:
+    """
+    A field that is one segment of the path: a non-empty, safe identifier.
+    """
+    return attrs.field(metadata={CHECK: check_identifier})
+
+
+def body_field(json_key: str, *, check: Check = check_recording_url) -> Any:
+    """
+    An optional field sent as ``{json_key: value}`` in a JSON body; omitted when None.
+    """
+    return attrs.field(default=None, metadata={CHECK: check, JSON_KEY: json_key})
+
+
+@attrs.frozen
+class Route:
+    """
+    How one kind of request goes on the wire.
+    """
+
+    kind: str
+    method: str
+    #: Under the account, with the request's fields in braces: ``Call/{call_uuid}/Record/``.
+    path: str
+    request_type: type[Any]
+    #: The path split at ``/``: literal segments, and field names for ``{field}``.
+    segments: tuple[tuple[bool, str], ...] = attrs.field(init=False)
+    #: Field name to JSON body key, for the fields that travel in the body.
+    body: Mapping[str, str] = attrs.field(init=False)
+
+    @segments.default
+    def _split_path(self) -> tuple[tuple[bool, str], ...]:
+        parts = []
+        for literal, name, _, _ in string.Formatter().parse(self.path.strip("/")):
+            for text in literal.split("/"):
+                if text:
+                    parts.append((False, text))
+            if name:
+                parts.append((True, name))
+        return tuple(parts)
+
+    @body.default
+    def _body_keys(self) -> Mapping[str, str]:
+        return {
+            field.name: field.metadata[JSON_KEY]
+            for field in attrs.fields(self.request_type)
+            if JSON_KEY in field.metadata
+        }
+
+    @property
+    def url_template(self) -> str:
+        """
+        The path under the base URL with placeholders, for logs and traces.
+        """
+        return f"/Account/{{auth_id}}/{self.path}"
+
+    def check(self, request: T) -> T:
+        """
+        Raise InvalidTargetError unless every field of ``request`` is safe to send.
+        """
+        for field in attrs.fields(self.request_type):
+            field.metadata[CHECK](field.name, getattr(request, field.name))
+        return request
+
+    def path_for(self, request: object) -> str:
+        """
+        The path under the account, for a checked request.
+        """
+        return self.path.format_map(_Fields(request))
+
+    def json_for(self, request: object) -> dict[str, Any] | None:
+        """
+        The JSON body, or None when no body field has a value.
+        """
+        body = {
+            key: value
+            for name, key in self.body.items()
+            if (value := getattr(request, name)) is not None
+        }
+        return body or None
+
+    def parse(self, segments: list[str], body: bytes) -> Any | None:
+        """
+        The request these path segments and body spell, or None if they are not this route.
+
+        The inverse of ``path_for`` and ``json_for``, for the fake Vobiz.
+        """
+        if len(segments) != len(self.segments):
+            return None
+        values: dict[str, Any] = {}
+        for part, (is_field, text) in zip(segments, self.segments, strict=True):
+            if is_field:
+                values[text] = part
+            elif part != text:
+                return None
+        sent = _json_object(body)
+        for name, key in self.body.items():
+            value = sent.get(key)
+            values[name] = value if isinstance(value, str) else None
+        return self.request_type(**values)
+
+    def columns(self) -> Iterator[str]:
+        """
+        The request's field names, in declaration order.
+        """
+        return (field.name for field in attrs.fields(self.request_type))
+
+
+class _Fields:
+    """
+    A request's fields as a mapping for ``str.format_map``, without copying them.
+    """
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: object) -> None:
+        self._request = request
+
+    def __getitem__(self, name: str) -> object:
+        return getattr(self._request, name)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+#: Every route, by request class, in the order they were declared.
+ROUTES: dict[type[Any], Route] = {}
+
+
+def route(method: str, path: str) -> Callable[[type[T]], type[T]]:
+    """
+    Class decorator: register an attrs class as a kind of request.
+
+    The class's ``kind`` names the route; ``route`` is set on the class.
+    """
+
+    def register(cls: type[T]) -> type[T]:
+        described = Route(cls.kind, method, path, cls)  # type: ignore[attr-defined]
+        undeclared = {name for is_field, name in described.segments if is_field} - set(
+            described.columns()
+        )
+        if undeclared:  # pragma: no cover - caught the moment a bad route is declared
+            raise TypeError(f"{cls.__name__}: {path!r} names unknown fields {undeclared}")
+        cls.route = described  # type: ignore[attr-defined]
+        ROUTES[cls] = described
+        return cls
+
+    return register
+
+
+def route_of(request: object) -> Route:
+    """
+    The route of a registered request, or InvalidTargetError for anything else.
+    """
+    described = ROUTES.get(type(request))
+    if described is None:
+        raise InvalidTargetError(f"no route for a {type(request).__name__}")
+    return described

@@ -1,0 +1,185 @@
+"""
+The machinery behind one AsyncVobiz: settings, sender, retries and results.
+
+``Session`` is also the named interface the bulk engine uses: ``ensure_open``,
+``widen_pool``, ``stop(target, gate=...)``, ``clock``, ``sleep`` and ``retry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import logging
+import time
+
+import aiohttp
+import httpx
+
+from ._config import Settings
+from ._exceptions import (
+    APIStatusError,
+    ClientClosedError,
+    InvalidTargetError,
+    VobizError,
+    parse_error_body,
+    status_error,
+    transport_error,
+)
+from ._models import Outcome, StopResult
+from ._retry import UNGATED, Attempts, Clock, Gate, RetryPolicy, Sleep
+from ._sender import Sender
+from ._targets import Target, check_target
+
+__all__ = ["Lifecycle", "Session"]
+
+logger = logging.getLogger("vobiz_async")
+
+
+class Lifecycle(enum.Enum):
+    """
+    Where a client is in its life.
+    """
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Session:
+    """
+    Turns targets into requests, runs them under the retry policy, and reports.
+    """
+
+    def __init__(self, settings: Settings, sender: Sender, *, clock: Clock, sleep: Sleep) -> None:
+        self.settings = settings
+        self.sender = sender
+        self.clock = clock
+        self.sleep = sleep
+        self.state = Lifecycle.OPEN
+        # One Headers object for every request: httpx copies it into each one.
+        self._headers = settings.headers()
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """
+        The client's retry policy.
+        """
+        return self.settings.retry
+
+    def ensure_open(self) -> None:
+        """
+        Raise ClientClosedError after ``aclose()``.
+        """
+        if self.state is Lifecycle.CLOSED:
+            raise ClientClosedError("this AsyncVobiz client is closed; create a new one")
+
+    async def aclose(self) -> None:
+        """
+        Close once; later calls do nothing.
+        """
+        if self.state is Lifecycle.CLOSED:
+            return
+        self.state = Lifecycle.CLOSED
+        await self.sender.aclose()
+
+    def widen_pool(self, size: int) -> None:
+        """
+        Let ``size`` requests be in flight at once, where the pool is ours.
+        """
+        self.sender.widen(size)
+
+    async def stop(self, target: Target, *, gate: Gate = UNGATED) -> StopResult:
+        """
+        Stop one target and report how it went; never raises VobizError.
+
+        Validate, build, run the retry policy, read the result. ``gate`` is the
+        batch's pacing and brakes around every attempt.
+        """
+        started = self.clock()
+        try:
+            self.ensure_open()
+            request = self._build(check_target(target))
+        except (ClientClosedError, InvalidTargetError) as exc:
+            return StopResult(target, Outcome.FAILED, error=exc)
+        attempts = Attempts(
+            self.retry,
+            timeout=self.settings.timeout,
+            clock=self.clock,
+            sleep=self.sleep,
+            gate=gate,
+            label=_label(request),
+        )
+        try:
+            response = await attempts.run(functools.partial(self._send, request, attempts))
+        except VobizError as exc:
+            status = exc if isinstance(exc, APIStatusError) else None
+            return StopResult(
+                target,
+                Outcome.FAILED,
+                status_code=status.status_code if status else None,
+                attempts=attempts.count,
+                elapsed=self.clock() - started,
+                api_id=status.api_id if status else None,
+                error=exc,
+            )
+        if response.status_code == 404:
+            outcome = Outcome.NOT_FOUND
+            api_id, _ = parse_error_body(response.content)
+        else:
+            outcome, api_id = Outcome.STOPPED, None
+        return StopResult(
+            target,
+            outcome,
+            status_code=response.status_code,
+            attempts=attempts.count,
+            elapsed=self.clock() - started,
+            api_id=api_id,
+        )
+
+    def _build(self, target: Target) -> httpx.Request:
+        route = target.route
+        return self.sender.build(
+            route.method,
+            self.settings.account_url + route.path_for(target),
+            headers=self._headers,
+            json=route.json_for(target),
+        )
+
+    async def _send(
+        self,
+        request: httpx.Request,
+        attempts: Attempts,
+        timeout: float,  # noqa: ASYNC109
+    ) -> httpx.Response:
+        """
+        One attempt: the response if it is 2xx or 404, else the typed error.
+        """
+        sent = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self.sender.send(request)
+        except (httpx.RequestError, aiohttp.ClientError, OSError) as exc:
+            # OSError includes the TimeoutError of asyncio.timeout above.
+            raise transport_error(exc, label=_label(request), timeout=timeout) from exc
+        status = response.status_code
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s -> %d (attempt %d, %.3fs)",
+                _label(request),
+                status,
+                attempts.count,
+                time.perf_counter() - sent,
+                extra={"vobiz_status": status, "vobiz_attempt": attempts.count},
+            )
+        if 200 <= status < 300 or status == 404:
+            return response
+        raise status_error(
+            response,
+            label=_label(request),
+            max_retry_after=self.retry.max_retry_after,
+            secret=self.settings.auth_token,
+        )
+
+
+def _label(request: httpx.Request) -> str:
+    return f"{request.method} {request.url.path}"
