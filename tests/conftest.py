@@ -41,6 +41,21 @@ class FakeTime:
         await asyncio.sleep(0)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """
+    Leave soak tests out unless the -m expression names them.
+
+    Deselecting here rather than with `-m "not soak"` in addopts keeps them out
+    of any other -m the developer types, such as the quick loop's "not slow".
+    """
+    if "soak" in config.getoption("markexpr"):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak")]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if not item.get_closest_marker("soak")]
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees the developer's VOBIZ_* variables: every test is hermetic."""

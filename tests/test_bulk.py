@@ -14,6 +14,7 @@ import respx
 
 from vobiz_async import (
     AllStreams,
+    APIConnectionError,
     AsyncVobiz,
     AuthenticationError,
     BadRequestError,
@@ -21,11 +22,21 @@ from vobiz_async import (
     Outcome,
     Recording,
     RetryPolicy,
+    ServerError,
     StopResult,
     Stream,
+    Target,
 )
 
-from .conftest import AUTH_ID, AUTH_TOKEN, NO_CONTENT, Behaviour, FakeTime, make_client
+from .conftest import (
+    AUTH_ID,
+    AUTH_TOKEN,
+    NO_CONTENT,
+    Behaviour,
+    FakeTime,
+    SendPath,
+    make_client,
+)
 
 
 class InFlight:
@@ -140,7 +151,7 @@ async def test_mixed_outcomes_are_all_accounted_for(
     router.delete("/Call/gone/Stream/s/").respond(404)
     router.delete("/Call/bad/Stream/s/").respond(400, json={"error": "bad"})
     router.delete("/Call/ok/Record/").respond(200)
-    targets = [
+    targets: list[Target] = [
         Stream("ok", "s"),
         Stream("gone", "s"),
         Stream("bad", "s"),
@@ -161,6 +172,34 @@ async def test_mixed_outcomes_are_all_accounted_for(
     assert not report.ok
     assert [r.target for r in report.failed] == [Stream("bad", "s"), Stream("", "s")]
     assert isinstance(report.failed[0].error, BadRequestError)
+
+
+async def test_errors_kept_in_batch_results_hold_no_frames(
+    router: respx.Router, send_path: SendPath
+) -> None:
+    """
+    A failed result's error, and the errors it chains to, carry no traceback.
+
+    Thousands of kept tracebacks made full garbage collections stall the loop
+    past deadlines; a single stop() still raises with its traceback.
+    """
+    route = router.delete("/Call/c/Stream/s/")
+    route.side_effect = [httpx.RemoteProtocolError("dropped"), httpx.Response(503)]
+    policy = RetryPolicy(max_attempts=2, wait_jitter=0)
+    async with make_client(router, FakeTime(), path=send_path, retry=policy) as client:
+        (kept,) = await client.stop_many([Stream("c", "s")])
+        route.side_effect = [httpx.RemoteProtocolError("dropped"), httpx.Response(503)]
+        with pytest.raises(ServerError) as raised:
+            await client.stop_stream("c", "s")
+
+    chain: list[BaseException] = []
+    error: BaseException | None = kept.error
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert [type(e) for e in chain][:2] == [ServerError, APIConnectionError]
+    assert all(e.__traceback__ is None for e in chain)
+    assert raised.value.__traceback__ is not None
 
 
 async def test_invalid_targets_are_reported_and_never_sent(

@@ -496,8 +496,12 @@ async def test_attempt_timeout_shrinks_to_the_deadline(
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    route = router.delete(STREAM_PATH)
-    route.side_effect = [httpx.Response(503), hang]
+    answers = iter([httpx.Response(503)])
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        return next(answers, None) or await hang(request)
+
+    router.delete(STREAM_PATH).mock(side_effect=answer)
     # 0.03s of (injected) backoff leaves 0.02s of the deadline for the second attempt:
     # that attempt's timeout is 0.02s, not the client's 10s.
     policy = RetryPolicy(max_attempts=5, deadline=0.05, wait_initial=0.03, wait_jitter=0)
@@ -712,9 +716,12 @@ async def test_own_client_on_a_custom_transport(router: respx.Router) -> None:
 
 def test_http_client_and_transport_are_exclusive() -> None:
     """Both at once would leave it unclear whose pool is used."""
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ConfigurationError, match="not both"):
         AsyncVobiz(
-            "MA_X", "t", http_client=httpx.AsyncClient(), transport=httpx.MockTransport(print)
+            "MA_X",
+            "t",
+            http_client=httpx.AsyncClient(),
+            transport=httpx.MockTransport(lambda _: httpx.Response(204)),
         )
 
 
@@ -797,14 +804,30 @@ def test_base_url_must_not_leak_token_in_clear(base_url: str, accepted: bool) ->
     [
         pytest.param({"timeout": 0}, id="timeout-zero"),
         pytest.param({"timeout": -1.0}, id="timeout-negative"),
+        pytest.param({"timeout": True}, id="timeout-bool"),
+        pytest.param({"timeout": "10"}, id="timeout-str"),
         pytest.param({"max_connections": 0}, id="pool-zero"),
+        pytest.param({"max_connections": 2.5}, id="pool-float"),
+        pytest.param({"retry": {"max_attempts": 3}}, id="retry-dict"),
     ],
 )
-def test_bad_numbers_raise_value_error(kwargs: dict[str, float]) -> None:
-    """Nonsense limits fail at construction, naming the argument."""
+def test_bad_arguments_raise_configuration_error(kwargs: dict[str, object]) -> None:
+    """Every bad constructor argument is a ConfigurationError (a ValueError) naming it."""
     (name,) = kwargs
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ConfigurationError, match=name):
         AsyncVobiz("MA_X", "t", **kwargs)  # type: ignore[arg-type]
+
+
+def test_configuration_reads_back() -> None:
+    """What the client was built with is readable, so apps can log their setup."""
+    policy = RetryPolicy(max_attempts=2)
+    client = AsyncVobiz(
+        "MA_X", "t", base_url="https://api.example.com/v1/", timeout=3, retry=policy
+    )
+    assert (client.auth_id, client.base_url) == ("MA_X", "https://api.example.com/v1")
+    assert client.timeout == 3.0
+    assert client.retry is policy
+    assert client.max_connections == 100
 
 
 def test_results_and_targets_are_frozen_values() -> None:

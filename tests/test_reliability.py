@@ -40,6 +40,10 @@ from vobiz_async.testing import FakeVobiz, Faults
 PATIENT = RetryPolicy(max_attempts=10, wait_initial=0.05, wait_max=1.0, deadline=60.0)
 
 
+# Seconds each, against real sockets: CI runs them; the quick loop (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
+
 def streams(tag: str, count: int) -> list[Stream]:
     return [Stream(f"{tag}-call-{i}", f"{tag}-stream-{i}") for i in range(count)]
 
@@ -59,7 +63,8 @@ def assert_truthful(report: BulkReport, fake: FakeVobiz) -> None:
 
 def describe(result: StopResult) -> str:
     """A failed result with its error chain, for an assertion message that diagnoses."""
-    chain, error = [], result.error
+    chain: list[str] = []
+    error: BaseException | None = result.error
     while error is not None and len(chain) < 4:
         chain.append(repr(error))
         error = error.__cause__ or error.__context__

@@ -35,7 +35,7 @@ def test_nonsense_settings_raise_value_error_naming_them(kwargs: dict[str, float
 def test_policy_is_keyword_only_and_frozen() -> None:
     """Settings read well at the call site and cannot drift after construction."""
     with pytest.raises(TypeError):
-        RetryPolicy(3)  # type: ignore[misc]
+        RetryPolicy(3)  # type: ignore[call-arg]
     policy = RetryPolicy(deadline=None)
     with pytest.raises(AttributeError):
         policy.max_attempts = 9  # type: ignore[misc]

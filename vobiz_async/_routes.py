@@ -19,9 +19,8 @@ from typing import Any, TypeVar
 import attrs
 
 from ._checks import check_identifier, check_recording_url
-from ._exceptions import InvalidTargetError
 
-__all__ = ["ROUTES", "Route", "body_field", "path_field", "route", "route_of"]
+__all__ = ["ROUTES", "Route", "body_field", "path_field", "route"]
 
 T = TypeVar("T")
 Check = Callable[[str, object], object]
@@ -79,13 +78,6 @@ class Route:
             for field in attrs.fields(self.request_type)
             if JSON_KEY in field.metadata
         }
-
-    @property
-    def url_template(self) -> str:
-        """
-        The path under the base URL with placeholders, for logs and traces.
-        """
-        return f"/Account/{{auth_id}}/{self.path}"
 
     def check(self, request: T) -> T:
         """
@@ -186,13 +178,3 @@ def route(method: str, path: str) -> Callable[[type[T]], type[T]]:
         return cls
 
     return register
-
-
-def route_of(request: object) -> Route:
-    """
-    The route of a registered request, or InvalidTargetError for anything else.
-    """
-    described = ROUTES.get(type(request))
-    if described is None:
-        raise InvalidTargetError(f"no route for a {type(request).__name__}")
-    return described

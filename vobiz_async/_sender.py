@@ -81,6 +81,7 @@ class OwnPool:
         self.transport = transport
         self._slots = asyncio.Semaphore(max_connections)
         self._capacity = max_connections
+        self._in_flight = 0
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
 
     @property
@@ -95,7 +96,7 @@ class OwnPool:
         """
         Requests holding a pool slot right now.
         """
-        return self._capacity - self._slots._value
+        return self._in_flight
 
     def build(
         self, method: str, url: str, *, headers: httpx.Headers, json: dict[str, Any] | None
@@ -110,11 +111,15 @@ class OwnPool:
         Send through the transport while holding a pool slot; read the whole body.
         """
         async with self._slots:
-            response = await self.transport.handle_async_request(request)
+            self._in_flight += 1
             try:
-                await response.aread()
+                response = await self.transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
             finally:
-                await response.aclose()
+                self._in_flight -= 1
         response.request = request
         return response
 

@@ -9,7 +9,7 @@ would be built. Each target's ``@route`` is its whole wire form.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import attrs
 
@@ -83,8 +83,8 @@ class Recording:
 
 Target = Stream | AllStreams | Recording
 
-#: The target types, for isinstance checks; one entry per stop endpoint.
-STOP_TARGETS: tuple[type[Target], ...] = (Stream, AllStreams, Recording)
+#: The target types, for isinstance checks: the members of Target, so a new one is listed once.
+STOP_TARGETS: tuple[type[Target], ...] = get_args(Target)
 
 
 def check_target(target: object) -> Target:
