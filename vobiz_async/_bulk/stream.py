@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
 
 from .._models import StopResult
 from .._session import Session
@@ -27,44 +28,36 @@ def iter_stop_many(
     Check the arguments now, not at the first ``async for`` step, then stream results.
     """
     check_limits(concurrency, rate_limit)
-    return _iterate(
-        session, targets, concurrency=concurrency, rate_limit=rate_limit, on_result=on_result
+    batch = functools.partial(
+        fan_out,
+        session,
+        targets,
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        on_result=on_result,
     )
+    return _iterate(batch, room=concurrency)
 
 
 async def _iterate(
-    session: Session,
-    targets: Targets,
-    *,
-    concurrency: int,
-    rate_limit: float | None,
-    on_result: ResultHook | None,
+    batch: Callable[..., Coroutine[None, None, None]], *, room: int
 ) -> AsyncIterator[StopResult]:
-    # `room` bounds the results waiting for the consumer, so that a slow
+    # `waiting` bounds the results waiting for the consumer, so that a slow
     # consumer holds the workers back instead of letting them pile up in memory.
     # The queue itself is unbounded so that the end marker (None) never blocks.
     queue: asyncio.Queue[StopResult | None] = asyncio.Queue()
-    room = asyncio.Semaphore(concurrency)
+    waiting = asyncio.Semaphore(room)
 
     async def put(_: int, result: StopResult) -> None:
-        await room.acquire()
+        await waiting.acquire()
         queue.put_nowait(result)
 
-    producer = asyncio.create_task(
-        fan_out(
-            session,
-            targets,
-            concurrency=concurrency,
-            rate_limit=rate_limit,
-            on_result=on_result,
-            emit=put,
-        )
-    )
+    producer = asyncio.create_task(batch(emit=put))
     # Wakes the consumer however the batch ends: done, failed or cancelled.
     producer.add_done_callback(lambda _: queue.put_nowait(None))
     try:
         while (result := await queue.get()) is not None:
-            room.release()
+            waiting.release()
             yield result
         await producer  # re-raises the input's or the hook's exception, if any
     finally:
