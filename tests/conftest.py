@@ -18,7 +18,8 @@ import respx
 from vobiz_async import AsyncVobiz, RetryPolicy
 
 AUTH_ID = "MA_TESTACCOUNT"
-AUTH_TOKEN = "tok_s3cr3t_do_not_leak_9f8e7d"
+# "+", "/" and "=" change under URL-encoding: a leak of an encoded echo shows.
+AUTH_TOKEN = "tok_s3cr3t+do/not=leak_9f8e7d"
 BASE_URL = "https://api.vobiz.test/api/v1"
 ACCOUNT = f"{BASE_URL}/Account/{AUTH_ID}"
 

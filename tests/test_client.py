@@ -106,13 +106,13 @@ async def test_recording_url_goes_in_json_body(vobiz: AsyncVobiz, router: respx.
         pytest.param(
             httpx.Response(200, json={"message": "Stream stopped successfully"}), id="200-json"
         ),
-        pytest.param(httpx.Response(202, text="queued"), id="202-text"),
+        pytest.param(httpx.Response(202, json={"queued": True}), id="202-json"),
     ],
 )
 async def test_any_2xx_is_stopped(
     vobiz: AsyncVobiz, router: respx.Router, response: httpx.Response
 ) -> None:
-    """Both documented success shapes, and any other 2xx, mean STOPPED."""
+    """Both documented success shapes, and any other 2xx that is empty or JSON, mean STOPPED."""
     router.delete(STREAM_PATH).mock(return_value=response)
     result = await vobiz.stop_stream("call-1", "stream-1")
     assert result.outcome is Outcome.STOPPED
@@ -308,7 +308,10 @@ async def test_404_after_a_retried_attempt_is_not_found(
 ) -> None:
     """A lost-but-applied first attempt shows up as 404 on the retry: still success."""
     route = router.delete(STREAM_PATH)
-    route.side_effect = [httpx.RemoteProtocolError("gone"), httpx.Response(404)]
+    route.side_effect = [
+        httpx.RemoteProtocolError("gone"),
+        httpx.Response(404, json={"error": "Stream not found"}),
+    ]
 
     result = await vobiz.stop_stream("call-1", "stream-1")
 
@@ -555,6 +558,12 @@ async def test_invalid_ids_are_refused_before_any_request(
         pytest.param("/rec/abc.mp3", id="relative"),
         pytest.param("http://[::1", id="unparseable"),
         pytest.param(b"https://x/y", id="bytes"),
+        # urlsplit strips these, but the raw value is what would be sent.
+        pytest.param("https://rec/1.mp3\n", id="trailing-newline"),
+        pytest.param(" https://rec/1.mp3", id="leading-space"),
+        pytest.param("https://rec/1\t.mp3", id="inner-tab"),
+        pytest.param("https://rec/1\x00.mp3", id="nul"),
+        pytest.param("https://rec/" + "a" * 3000, id="too-long"),
     ],
 )
 async def test_invalid_recording_url_is_refused(

@@ -2,6 +2,7 @@
 Stop Vobiz streams and recordings from asyncio code: pooled, retried, and in bulk.
 """
 
+from ._bulk import StopResultStream
 from ._client import DEFAULT_BASE_URL, AsyncVobiz
 from ._exceptions import (
     APIConnectionError,
@@ -16,6 +17,7 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    UnexpectedResponseError,
     VobizError,
 )
 from ._models import BulkReport, Outcome, StopResult
@@ -45,8 +47,10 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "StopResult",
+    "StopResultStream",
     "Stream",
     "Target",
+    "UnexpectedResponseError",
     "VobizError",
     "__version__",
 ]

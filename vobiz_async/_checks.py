@@ -17,6 +17,8 @@ import attrs
 from ._exceptions import InvalidTargetError
 
 __all__ = [
+    "MAX_IDENTIFIER",
+    "MAX_URL",
     "at_least_one",
     "check_identifier",
     "check_recording_url",
@@ -72,6 +74,11 @@ def probability(_: object, attribute: attrs.Attribute[Any], value: float) -> Non
 # that some proxy in between might undo.
 _FORBIDDEN = frozenset("/\\?#% ")
 
+#: Longest identifier sent: Vobiz's are 36-character UUIDs; far longer is a mistake.
+MAX_IDENTIFIER = 256
+#: Longest recording URL sent.
+MAX_URL = 2048
+
 
 def check_identifier(name: str, value: object) -> str:
     """
@@ -81,6 +88,11 @@ def check_identifier(name: str, value: object) -> str:
         raise InvalidTargetError(f"{name} must be a str, not {type(value).__name__}")
     if not value:
         raise InvalidTargetError(f"{name} must not be empty")
+    if len(value) > MAX_IDENTIFIER:
+        raise InvalidTargetError(
+            f"{name} is too long: {len(value)} characters, at most {MAX_IDENTIFIER}: "
+            f"{value[:40]!r}..."
+        )
     if not (value.isascii() and value.isprintable()):
         raise InvalidTargetError(f"{name} must be printable ASCII: {value[:80]!r}")
     if value in (".", ".."):
@@ -99,6 +111,16 @@ def check_recording_url(name: str, value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidTargetError(f"{name} must be a str, not {type(value).__name__}")
+    if len(value) > MAX_URL:
+        raise InvalidTargetError(
+            f"{name} is too long: {len(value)} characters, at most {MAX_URL}: {value[:40]!r}..."
+        )
+    # urlsplit would strip these and parse what is left, but the raw value is
+    # what goes in the body: " https://rec/1.mp3\n" matches no recording.
+    if not value.isprintable() or any(char.isspace() for char in value):
+        raise InvalidTargetError(
+            f"{name} must not contain whitespace or control characters: {value[:200]!r}"
+        )
     try:
         parts = urlsplit(value)
     except ValueError as exc:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from types import TracebackType
 from typing import Self
 
 import httpx
 
-from ._bulk import ResultHook, iter_stop_many, stop_many
+from ._bulk import ResultHook, StopResultStream, iter_stop_many, stop_many
 from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Settings
 from ._exceptions import ConfigurationError, NotFoundError
 from ._models import BulkReport, Outcome, StopResult
@@ -217,9 +217,12 @@ class AsyncVobiz:
         concurrency: int = 50,
         rate_limit: float | None = None,
         on_result: ResultHook | None = None,
-    ) -> AsyncIterator[StopResult]:
+    ) -> StopResultStream:
         """
         Like stop_many(), yielding results as they complete and holding none of them.
+
+        ``async with vobiz.iter_stop_many(targets) as results:`` cancels what is
+        still in flight when the block is left, however it is left.
         """
         return iter_stop_many(
             self._session,

@@ -105,6 +105,9 @@ class Settings:
                 "X-Auth-ID": self.auth_id,
                 "X-Auth-Token": self.auth_token,
                 "Accept": "application/json",
+                # Answers are tiny: compression would only let a hostile peer
+                # send a small bomb that inflates in our memory.
+                "Accept-Encoding": "identity",
                 "User-Agent": USER_AGENT,
             }
         )
@@ -123,6 +126,12 @@ def check_base_url(value: str | None) -> str:
         raise ConfigurationError(f"base_url is not a valid URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(f"base_url must be an http(s) URL with a host: {raw!r}")
+    if url.userinfo:
+        # It would go out as Basic auth and show in every repr and message.
+        raise ConfigurationError(
+            "base_url must not hold a user name or password (user:password@host): "
+            "Vobiz authenticates with VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN"
+        )
     if url.query or url.fragment:
         raise ConfigurationError(f"base_url must not have a query or fragment: {raw!r}")
     if url.scheme == "http" and not is_loopback(url.host):

@@ -10,6 +10,7 @@ The tree::
     ├── APIConnectionError             no HTTP response: refused, reset, dropped
     │   └── APITimeoutError            no response within the attempt's timeout or the deadline
     └── APIStatusError                 the API answered with a status that is not success
+        ├── UnexpectedResponseError    an answer not from the Vobiz API (wrong base URL?)
         ├── BadRequestError            400
         ├── AuthenticationError        401
         ├── PermissionDeniedError      403
@@ -30,10 +31,12 @@ import json
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import httpx
+
+from ._redact import MASK, Redactor, shorten
 
 __all__ = [
     "APIConnectionError",
@@ -48,11 +51,15 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "UnexpectedResponseError",
     "VobizError",
+    "is_json_or_empty",
+    "is_vobiz_error_body",
     "parse_retry_after",
-    "redact",
     "status_error",
     "transport_error",
+    "unexpected_response",
+    "unexpected_send_error",
 ]
 
 
@@ -67,6 +74,21 @@ class VobizError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled by state, not by __init__ arguments (subclasses take keyword
+        # ones), and without the response: it holds what the server sent back.
+        state = (
+            {**self.__dict__, "response": None} if "response" in self.__dict__ else self.__dict__
+        )
+        return (_restore, (type(self), self.message, state))
+
+
+def _restore(cls: type[VobizError], message: str, state: dict[str, Any]) -> VobizError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class ClientClosedError(VobizError, RuntimeError):
@@ -102,6 +124,9 @@ class APITimeoutError(APIConnectionError):
 class APIStatusError(VobizError):
     """
     The API answered with a status that is neither success nor a tolerated 404.
+
+    ``response`` is the answer as received, but with the auth token masked in
+    its request's headers, its own headers and its body.
     """
 
     def __init__(
@@ -112,6 +137,7 @@ class APIStatusError(VobizError):
         api_id: str | None = None,
         response: httpx.Response | None = None,
         retry_after: float | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -119,6 +145,31 @@ class APIStatusError(VobizError):
         self.response = response
         #: The server's Retry-After, in seconds, when it sent a readable one.
         self.retry_after = retry_after
+        #: What the answer said, without the status and the path: "Authentication failed".
+        self.detail = detail
+
+    def not_sent(self, why: str) -> Self:
+        """
+        A copy for a target of the same batch that was never sent because of this error.
+
+        Same class and status, so callers match it as they would the original;
+        its own message and ``attempts=0``, so it names no other target's path.
+        """
+        status = f"{self.status_code} {self.detail}" if self.detail else str(self.status_code)
+        return type(self)(
+            f"not sent: {why} ({status})",
+            status_code=self.status_code,
+            retry_after=self.retry_after,
+            detail=self.detail,
+        )
+
+
+class UnexpectedResponseError(APIStatusError):
+    """
+    An answer that did not come from the Vobiz API: an HTML 404, a portal's 200 page.
+
+    Usually a wrong base URL or something in between (proxy, portal, load balancer).
+    """
 
 
 class BadRequestError(APIStatusError):
@@ -244,65 +295,162 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return retry_after
 
 
-def redact(text: str, secret: str) -> str:
+def is_vobiz_error_body(content: bytes) -> bool:
     """
-    ``text`` with every occurrence of ``secret`` replaced by ``***``.
+    True for a JSON object in either Vobiz error shape (an ``error`` string or object).
     """
-    return text.replace(secret, "***")
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), str | dict)
+
+
+def is_json_or_empty(content: bytes) -> bool:
+    """
+    True for an empty body or any JSON: what a Vobiz success looks like.
+    """
+    if not content.strip():
+        return True
+    try:
+        json.loads(content)
+    except ValueError:
+        return False
+    return True
 
 
 def status_error(
-    response: httpx.Response, *, label: str, max_retry_after: float, secret: str
+    response: httpx.Response,
+    *,
+    label: str,
+    max_retry_after: float | None,
+    redact: Redactor,
 ) -> APIStatusError:
     """
     The typed error for a response that is neither success nor a tolerated 404.
 
-    ``label`` names the request (``DELETE /api/v1/...``); ``secret`` never
-    reaches the message, even when a proxy echoes it back in the body.
+    ``label`` names the request (``DELETE /api/v1/...``). ``max_retry_after`` is
+    the policy's limit for a status it would retry, None for one it never does.
     """
     status = response.status_code
     api_id, detail = parse_error_body(response.content)
     if detail is None:
-        detail = _describe_body(response)
-    reason = response.reason_phrase or ""
-    message = f"{status} {reason}".rstrip() + f" from {label}: {detail}"
+        detail = _describe_body(response, redact)
+    message = _status_line(response) + f" from {label}: {detail}"
     retry_after = _retry_after(response.headers)
     if 300 <= status < 400:
         message += f" (redirect to {response.headers.get('location', '?')!r} not followed)"
-    elif retry_after is not None and retry_after > max_retry_after:
+    elif max_retry_after is not None and retry_after is not None and retry_after > max_retry_after:
         message += (
             f" (Retry-After {retry_after:g}s is longer than "
             f"max_retry_after={max_retry_after:g}s: not retried)"
         )
     return _error_class_for(status)(
-        redact(message, secret),
+        redact(message),
         status_code=status,
-        api_id=api_id,
-        response=response,
+        api_id=redact(api_id) if api_id else None,
+        response=_masked(response, redact),
         retry_after=retry_after,
+        detail=redact(detail),
     )
 
 
-def _describe_body(response: httpx.Response) -> str:
+def unexpected_response(
+    response: httpx.Response, *, label: str, redact: Redactor
+) -> UnexpectedResponseError:
+    """
+    The error for an answer that is not the Vobiz API's: an HTML 404, a portal's 200.
+    """
+    message = (
+        _status_line(response)
+        + f" from {label} is not from the Vobiz API ({_describe_body(response, redact)}): "
+        "nothing is known to have stopped; check the base URL and any proxy in between"
+    )
+    return UnexpectedResponseError(
+        redact(message), status_code=response.status_code, response=_masked(response, redact)
+    )
+
+
+def _status_line(response: httpx.Response) -> str:
+    return f"{response.status_code} {response.reason_phrase or ''}".rstrip()
+
+
+def _describe_body(response: httpx.Response, redact: Redactor) -> str:
     if not response.content:
         return "(empty body)"
-    snippet = " ".join(response.text.split())
-    if len(snippet) > 120:
-        snippet = snippet[:117] + "..."
-    return f"non-JSON body {snippet!r}"
+    text = response.content.decode("utf-8", errors="replace")
+    return f"non-JSON body {shorten(redact(text))!r}"
 
 
-def transport_error(exc: BaseException, *, label: str, timeout: float) -> VobizError:
+def _masked(response: httpx.Response, redact: Redactor) -> httpx.Response:
     """
-    Name a transport failure for what it was.
+    A copy of ``response`` (and of its request) with every form of the token masked.
+    """
+    request = response.request
+    headers = [
+        (name, MASK if name.lower() == "x-auth-token" else redact(value))
+        for name, value in request.headers.multi_items()
+    ]
+    return httpx.Response(
+        response.status_code,
+        headers=[(name, redact(value)) for name, value in response.headers.multi_items()],
+        content=redact.bytes(response.content),
+        request=httpx.Request(request.method, request.url, headers=headers),
+        extensions={"reason_phrase": response.reason_phrase.encode()},
+    )
 
-    httpx-aiohttp maps every aiohttp ClientConnectionError, a server that hung
-    up included, to httpx.ConnectTimeout; the aiohttp cause tells them apart.
+
+def transport_error(
+    exc: BaseException, *, label: str, timeout: float, redact: Redactor
+) -> VobizError:
+    """
+    Name a transport failure for what it was, in words that hold no token.
+
+    httpx-aiohttp maps every aiohttp ClientConnectionError, a refused or a
+    dropped connection included, to httpx.ConnectTimeout; the aiohttp cause
+    tells them apart. Library exceptions can hold our request's headers, so
+    the only cause kept is the operating system's error (refused, reset,
+    DNS, TLS), which holds none.
     """
     cause = exc.__cause__
     if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
         exc = cause
     elif isinstance(exc, httpx.TimeoutException | TimeoutError):
         return APITimeoutError(f"no response within {timeout:.3g}s for {label}")
-    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return APIConnectionError(f"connection failed for {label}: {what}")
+    what = (
+        f"{type(exc).__name__}: {shorten(redact(str(exc)), 300)}"
+        if str(exc)
+        else type(exc).__name__
+    )
+    error = APIConnectionError(f"connection failed for {label}: {what}")
+    error.__cause__ = _os_error(exc, redact)
+    return error
+
+
+def unexpected_send_error(exc: BaseException, *, label: str, redact: Redactor) -> VobizError:
+    """
+    Anything else that went wrong while sending one request: that target's failure, not the batch's.
+    """
+    detail = f"{type(exc).__name__}: {shorten(redact(str(exc)), 300)}"
+    return VobizError(f"sending {label} failed: {detail}")
+
+
+def _os_error(exc: BaseException, redact: Redactor) -> OSError | None:
+    """
+    The deepest operating-system error behind ``exc``, if it says nothing of the token.
+    """
+    found: OSError | None = None
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and type(current).__module__ in (
+            "builtins",
+            "ssl",
+            "socket",
+        ):
+            found = current
+        current = current.__cause__ or current.__context__
+    if found is None or redact.shows_secret(str(found)):
+        return None
+    return found

@@ -153,8 +153,11 @@ class Attempts:
     One operation's attempts, waits and deadline under a RetryPolicy.
 
     ``run(send)`` calls ``send(timeout)`` once per attempt, with the attempt's
-    timeout shrunk to what is left of the deadline. The common case is one
-    attempt that succeeds, so the first runs without tenacity, whose
+    timeout shrunk to what is left of the deadline; ``preflight`` runs before
+    each, to refuse an attempt that must not be sent (the client was closed).
+    ``count`` counts requests handed to ``send``, not attempts refused before.
+
+    The common case is one attempt that succeeds, so the first runs without tenacity, whose
     per-operation setup costs more than the request's own client-side work
     (measured: ~33 us). Only a retryable failure builds a retrier, and that
     first failure is replayed into it, so tenacity counts it and waits after it
@@ -169,6 +172,7 @@ class Attempts:
         clock: Clock,
         sleep: Sleep,
         gate: Gate,
+        preflight: Callable[[], None],
         label: str,
     ) -> None:
         self.policy = policy
@@ -176,8 +180,9 @@ class Attempts:
         self.clock = clock
         self.sleep = sleep
         self.gate = gate
+        self.preflight = preflight
         self.label = label
-        #: Attempts made so far.
+        #: Requests sent so far.
         self.count = 0
         self.started = clock()
 
@@ -215,9 +220,11 @@ class Attempts:
 
     async def _attempt(self, send: Callable[[float], Awaitable[R]]) -> R:
         await self.gate.before_attempt()
-        self.count += 1
         try:
-            return await send(self._attempt_timeout())
+            self.preflight()
+            timeout = self._attempt_timeout()
+            self.count += 1
+            return await send(timeout)
         except VobizError as exc:
             self.gate.on_error(exc)
             raise

@@ -13,7 +13,11 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-__all__ = ["CallerClient", "OwnPool", "Sender", "default_transport"]
+__all__ = ["MAX_BODY", "CallerClient", "OwnPool", "Sender", "default_transport"]
+
+#: Bytes of an answer we read at most. Vobiz's answers are a few hundred bytes;
+#: a 500 MB page from something in between is not read, let alone decoded.
+MAX_BODY = 64 * 1024
 
 
 class Sender(Protocol):
@@ -39,14 +43,30 @@ class Sender(Protocol):
         Send one request, never following a redirect.
         """
 
-    def widen(self, size: int) -> None:
+    def lease(self) -> Lease:
         """
-        Allow at least ``size`` requests in flight, where the pool is ours to widen.
+        A claim to a wider pool for one batch, released when the batch ends.
         """
 
     async def aclose(self) -> None:
         """
         Release the pool, where it is ours.
+        """
+
+
+class Lease(Protocol):
+    """
+    One batch's claim on the pool: the pool is as wide as its widest open lease.
+    """
+
+    def grow_to(self, size: int) -> None:
+        """
+        Claim room for ``size`` requests in flight.
+        """
+
+    def release(self) -> None:
+        """
+        Give the claim back; the pool narrows as its requests finish.
         """
 
 
@@ -71,8 +91,9 @@ class OwnPool:
     Our client has no auth, cookies, event hooks or redirects by construction,
     so skipping httpx's client layer loses nothing, and that layer costs more
     CPU than aiohttp's whole request. The pool is bounded here rather than in
-    aiohttp's connector because a semaphore can be widened for stop_many() and
-    aiohttp's limit cannot.
+    aiohttp's connector because a semaphore can be widened for a batch and
+    aiohttp's limit cannot. Narrowing again is lazy: slots taken back while in
+    use are kept as ``_debt`` and swallowed as their requests finish.
     """
 
     def __init__(
@@ -80,14 +101,17 @@ class OwnPool:
     ) -> None:
         self.transport = transport
         self._slots = asyncio.Semaphore(max_connections)
+        self._base = max_connections
         self._capacity = max_connections
+        self._debt = 0
+        self._leases: list[_PoolLease] = []
         self._in_flight = 0
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
 
     @property
     def capacity(self) -> int:
         """
-        Requests in flight at most: as constructed, or as widened.
+        Requests in flight at most: as constructed, or as widened by an open batch.
         """
         return self._capacity
 
@@ -108,34 +132,82 @@ class OwnPool:
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """
-        Send through the transport while holding a pool slot; read the whole body.
+        Send through the transport while holding a pool slot; read at most MAX_BODY.
         """
-        async with self._slots:
-            self._in_flight += 1
-            try:
-                response = await self.transport.handle_async_request(request)
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
-            finally:
-                self._in_flight -= 1
-        response.request = request
-        return response
+        await self._slots.acquire()
+        self._in_flight += 1
+        try:
+            response = await self.transport.handle_async_request(request)
+            response.request = request
+            return await read_capped(response)
+        finally:
+            self._in_flight -= 1
+            if self._debt:
+                self._debt -= 1
+            else:
+                self._slots.release()
 
-    def widen(self, size: int) -> None:
+    def lease(self) -> Lease:
         """
-        Grow the pool to ``size`` so that a wide batch never waits on it.
+        A claim to widen the pool for one batch.
         """
-        for _ in range(size - self._capacity):
-            self._slots.release()
-        self._capacity = max(self._capacity, size)
+        lease = _PoolLease(self)
+        self._leases.append(lease)
+        return lease
+
+    def resize(self) -> None:
+        """
+        Make the pool as wide as its widest open lease, and never narrower than built.
+        """
+        size = max([self._base, *(lease.size for lease in self._leases)])
+        change = size - self._capacity
+        if change > 0:
+            forgiven = min(change, self._debt)
+            self._debt -= forgiven
+            for _ in range(change - forgiven):
+                self._slots.release()
+        else:
+            self._debt -= change
+        self._capacity = size
+
+    def end_lease(self, lease: _PoolLease) -> None:
+        """
+        Forget a lease and narrow the pool to what is still claimed.
+        """
+        self._leases.remove(lease)
+        self.resize()
 
     async def aclose(self) -> None:
         """
         Close the transport and its connections.
         """
         await self.transport.aclose()
+
+
+class _PoolLease:
+    def __init__(self, pool: OwnPool) -> None:
+        self._pool = pool
+        self.size = 0
+
+    def grow_to(self, size: int) -> None:
+        if size > self.size:
+            self.size = size
+            self._pool.resize()
+
+    def release(self) -> None:
+        self._pool.end_lease(self)
+
+
+class _NoLease:
+    """
+    The caller's pool is theirs to size: nothing to claim.
+    """
+
+    def grow_to(self, size: int) -> None:
+        return None
+
+    def release(self) -> None:
+        return None
 
 
 class CallerClient:
@@ -166,14 +238,51 @@ class CallerClient:
         """
         The client's full ``send()``, hooks included; never following a redirect.
         """
-        return await self.client.send(request, follow_redirects=False)
+        response = await self.client.send(request, stream=True, follow_redirects=False)
+        return await read_capped(response)
 
-    def widen(self, size: int) -> None:
+    def lease(self) -> Lease:
         """
-        Nothing: the caller's pool is theirs.
+        Nothing to claim: the caller's pool is theirs.
         """
+        return _NoLease()
 
     async def aclose(self) -> None:
         """
         Nothing: the caller's client is theirs to close.
         """
+
+
+async def read_capped(response: httpx.Response) -> httpx.Response:
+    """
+    The response with at most MAX_BODY bytes of its body, as sent (never decompressed).
+
+    The stream is closed after the cap, so a huge answer's connection is
+    dropped rather than drained.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        if response.is_stream_consumed:
+            # Built in memory already (a mock or in-process transport): nothing to stream.
+            chunks.append(response.content)
+        else:
+            async for chunk in response.aiter_raw():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_BODY:
+                    break
+    finally:
+        await response.aclose()
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() != "content-encoding"  # the body stays as sent: we asked for identity
+    ]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=b"".join(chunks)[:MAX_BODY],
+        request=response.request,
+        extensions=response.extensions,
+    )

@@ -2,7 +2,7 @@
 The machinery behind one AsyncVobiz: settings, sender, retries and results.
 
 ``Session`` is also the named interface the bulk engine uses: ``ensure_open``,
-``widen_pool``, ``stop(target, gate=...)``, ``clock``, ``sleep`` and ``retry``.
+``lease_pool``, ``stop(target, gate=...)``, ``clock``, ``sleep`` and ``retry``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,18 @@ from ._exceptions import (
     ClientClosedError,
     InvalidTargetError,
     VobizError,
+    is_json_or_empty,
+    is_vobiz_error_body,
     parse_error_body,
     status_error,
     transport_error,
+    unexpected_response,
+    unexpected_send_error,
 )
 from ._models import Outcome, StopResult
-from ._retry import UNGATED, Attempts, Clock, Gate, RetryPolicy, Sleep
-from ._sender import Sender
+from ._redact import Redactor
+from ._retry import RETRYABLE_STATUSES, UNGATED, Attempts, Clock, Gate, RetryPolicy, Sleep
+from ._sender import Lease, Sender
 from ._targets import Target, check_target
 
 __all__ = ["Lifecycle", "Session"]
@@ -58,6 +63,7 @@ class Session:
         self.state = Lifecycle.OPEN
         # One Headers object for every request: httpx copies it into each one.
         self._headers = settings.headers()
+        self.redact = Redactor(settings.auth_token)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -82,11 +88,11 @@ class Session:
         self.state = Lifecycle.CLOSED
         await self.sender.aclose()
 
-    def widen_pool(self, size: int) -> None:
+    def lease_pool(self) -> Lease:
         """
-        Let ``size`` requests be in flight at once, where the pool is ours.
+        A batch's claim to widen the pool, where the pool is ours; release it when done.
         """
-        self.sender.widen(size)
+        return self.sender.lease()
 
     async def stop(self, target: Target, *, gate: Gate = UNGATED) -> StopResult:
         """
@@ -107,6 +113,7 @@ class Session:
             clock=self.clock,
             sleep=self.sleep,
             gate=gate,
+            preflight=self.ensure_open,
             label=_label(request),
         )
         try:
@@ -138,12 +145,18 @@ class Session:
 
     def _build(self, target: Target) -> httpx.Request:
         route = target.route
-        return self.sender.build(
-            route.method,
-            self.settings.account_url + route.path_for(target),
-            headers=self._headers,
-            json=route.json_for(target),
-        )
+        try:
+            return self.sender.build(
+                route.method,
+                self.settings.account_url + route.path_for(target),
+                headers=self._headers,
+                json=route.json_for(target),
+            )
+        except Exception as exc:
+            # Checked targets build; whatever still refuses is this target's failure.
+            raise InvalidTargetError(
+                f"cannot build a request for {target.describe()[:200]}: {type(exc).__name__}"
+            ) from None
 
     async def _send(
         self,
@@ -155,30 +168,52 @@ class Session:
         One attempt: the response if it is 2xx or 404, else the typed error.
         """
         sent = time.perf_counter()
+        label = _label(request)
+        failure: VobizError | None
         try:
             async with asyncio.timeout(timeout):
                 response = await self.sender.send(request)
-        except (httpx.RequestError, aiohttp.ClientError, OSError) as exc:
-            # OSError includes the TimeoutError of asyncio.timeout above.
-            raise transport_error(exc, label=_label(request), timeout=timeout) from exc
+        except Exception as exc:  # whatever one send raises is its target's failure
+            failure = self._send_failure(exc, label, timeout)
+        else:
+            failure = None
+        # Raised outside the except block, so that the library's own exception
+        # (which may hold our headers) is not chained as its context.
+        if failure is not None:
+            raise failure
         status = response.status_code
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s -> %d (attempt %d, %.3fs)",
-                _label(request),
+                label,
                 status,
                 attempts.count,
                 time.perf_counter() - sent,
                 extra={"vobiz_status": status, "vobiz_attempt": attempts.count},
             )
-        if 200 <= status < 300 or status == 404:
-            return response
+        if 200 <= status < 300:
+            if is_json_or_empty(response.content):
+                return response
+            raise unexpected_response(response, label=label, redact=self.redact)
+        if status == 404:
+            if is_vobiz_error_body(response.content):
+                return response
+            raise unexpected_response(response, label=label, redact=self.redact)
+        retryable = status in RETRYABLE_STATUSES
         raise status_error(
             response,
-            label=_label(request),
-            max_retry_after=self.retry.max_retry_after,
-            secret=self.settings.auth_token,
+            label=label,
+            max_retry_after=self.retry.max_retry_after if retryable else None,
+            redact=self.redact,
         )
+
+    def _send_failure(self, exc: Exception, label: str, timeout: float) -> VobizError:
+        if self.state is Lifecycle.CLOSED:
+            return ClientClosedError(f"the client was closed while sending {label}")
+        if isinstance(exc, httpx.RequestError | aiohttp.ClientError | OSError):
+            # OSError includes the TimeoutError of asyncio.timeout above.
+            return transport_error(exc, label=label, timeout=timeout, redact=self.redact)
+        return unexpected_send_error(exc, label=label, redact=self.redact)
 
 
 def _label(request: httpx.Request) -> str:

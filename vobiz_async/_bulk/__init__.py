@@ -8,6 +8,6 @@ completes. ``brakes`` holds the batch-wide pacing and brakes.
 
 from .collect import stop_many
 from .engine import ResultHook
-from .stream import iter_stop_many
+from .stream import StopResultStream, iter_stop_many
 
-__all__ = ["ResultHook", "iter_stop_many", "stop_many"]
+__all__ = ["ResultHook", "StopResultStream", "iter_stop_many", "stop_many"]

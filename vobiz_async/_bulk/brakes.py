@@ -4,6 +4,8 @@ Batch-wide pacing and brakes: the Gate every attempt of a batch passes through.
 
 from __future__ import annotations
 
+import math
+
 from aiolimiter import AsyncLimiter
 
 from .._exceptions import AuthenticationError, RateLimitError, VobizError
@@ -29,11 +31,23 @@ class Brakes:
     ) -> None:
         self._clock = clock
         self._sleep = sleep
-        self._limiter = AsyncLimiter(1, 1 / rate_limit) if rate_limit is not None else None
+        self._limiter: AsyncLimiter | None = None
+        if rate_limit is not None and math.isfinite(rate_limit):  # inf: no pacing at all
+            self._limiter = AsyncLimiter(1, 1 / rate_limit)
         self._max_pause = max_pause
         self._resume_at = 0.0
         #: The first 401 of the batch; every target after it fails with it, unsent.
         self.auth_failure: AuthenticationError | None = None
+
+    def unsent_failure(self) -> VobizError | None:
+        """
+        The error for a target the batch will not send, once a brake is on; else None.
+        """
+        if self.auth_failure is None:
+            return None
+        return self.auth_failure.not_sent(
+            "an earlier request of this batch was refused; check VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN"
+        )
 
     async def before_attempt(self) -> None:
         """

@@ -1,10 +1,12 @@
 """
 The engine under stop_many() and iter_stop_many(): a worker pool over one lazy input.
 
-The algorithm is a fixed pool of ``concurrency`` worker tasks pulling from one
-shared, lazily read input (the worker-pool pattern), rather than one task per
-target: memory stays proportional to ``concurrency`` however long the input.
-Each result goes to ``emit``, which is all the two entry points differ in.
+The algorithm is a pool of at most ``concurrency`` worker tasks pulling from
+one shared, lazily read input (the worker-pool pattern), rather than one task
+per target: memory stays proportional to what is in flight however long the
+input. Workers start on demand (one more whenever every worker is busy), so a
+batch of ten costs ten workers whatever its ``concurrency``. Each result goes
+to ``emit``, which is all the two entry points differ in.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ def check_limits(concurrency: int, rate_limit: float | None) -> None:
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency <= 0:
         raise ValueError(f"concurrency must be an int > 0, got {concurrency!r}")
-    if rate_limit is not None and not rate_limit > 0:
-        raise ValueError(f"rate_limit must be > 0 requests per second or None, got {rate_limit!r}")
+    if rate_limit is not None and not rate_limit > 0:  # NaN fails this too
+        raise ValueError(
+            f"rate_limit must be > 0 requests per second (inf for no limit) or None, "
+            f"got {rate_limit!r}"
+        )
 
 
 _END = object()
@@ -51,6 +56,8 @@ class _Source:
         self._async = targets.__aiter__() if isinstance(targets, AsyncIterable) else None
         # Two workers must never be inside one async generator's __anext__ at once.
         self._lock = asyncio.Lock()
+        #: Workers waiting for the next target right now.
+        self.waiting = 0
 
     async def next(self) -> tuple[int, Target] | None:
         """
@@ -63,8 +70,12 @@ class _Source:
             target = next(self._sync, _END)
         else:
             assert self._async is not None
-            async with self._lock:
-                target = await anext(self._async, _END)
+            self.waiting += 1
+            try:
+                async with self._lock:
+                    target = await anext(self._async, _END)
+            finally:
+                self.waiting -= 1
         if target is _END:
             return None
         index = self._index
@@ -86,7 +97,6 @@ async def fan_out(
     Stop every target with ``concurrency`` workers; each result to ``on_result``, then ``emit``.
     """
     session.ensure_open()
-    session.widen_pool(concurrency)
     source = _Source(targets)
     brakes = Brakes(
         rate_limit=rate_limit,
@@ -96,29 +106,43 @@ async def fan_out(
     )
 
     async def one(target: Target) -> StopResult:
-        if brakes.auth_failure is not None:
-            try:
-                check_target(target)
-            except VobizError as exc:
-                return StopResult(target, Outcome.FAILED, error=exc)
-            return StopResult(target, Outcome.FAILED, error=brakes.auth_failure)
-        return await session.stop(target, gate=brakes)
+        unsent = brakes.unsent_failure()
+        if unsent is None:
+            return await session.stop(target, gate=brakes)
+        try:
+            check_target(target)
+        except VobizError as exc:
+            return StopResult(target, Outcome.FAILED, error=exc)
+        return StopResult(target, Outcome.FAILED, error=unsent)
 
-    async def worker() -> None:
-        while (item := await source.next()) is not None:
-            index, target = item
-            result = await one(target)
-            if result.error is not None:
-                shed_frames(result.error)
-            if on_result is not None:
-                hooked = on_result(result)
-                if inspect.isawaitable(hooked):
-                    await hooked
-            await emit(index, result)
+    pool = session.lease_pool()
+    workers = 0
+    try:
+        async with asyncio.TaskGroup() as group:
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(worker())
+            def start_worker() -> None:
+                nonlocal workers
+                workers += 1
+                pool.grow_to(workers)
+                group.create_task(worker())
+
+            async def worker() -> None:
+                while (item := await source.next()) is not None:
+                    if workers < concurrency and source.waiting == 0:
+                        start_worker()  # every worker is busy: one more may read ahead
+                    index, target = item
+                    result = await one(target)
+                    if result.error is not None:
+                        shed_frames(result.error)
+                    if on_result is not None:
+                        hooked = on_result(result)
+                        if inspect.isawaitable(hooked):
+                            await hooked
+                    await emit(index, result)
+
+            start_worker()
+    finally:
+        pool.release()  # the widening was this batch's: the pool narrows back
 
 
 def shed_frames(error: BaseException) -> None:

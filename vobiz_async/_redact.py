@@ -1,0 +1,77 @@
+"""
+Keeping the auth token out of everything we build: messages, logs, errors' responses.
+
+Servers and proxies echo requests back in bodies, headers and even broken
+status lines, raw or encoded. Every text we build from an answer goes through
+``Redactor`` before it is cut short, so no piece of the token survives a cut.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from urllib.parse import quote, quote_plus
+
+__all__ = ["MASK", "Redactor", "shorten"]
+
+MASK = "***"
+
+
+class Redactor:
+    """
+    Replaces a secret in its raw and common encoded forms.
+
+    The forms: as is, URL-encoded (``quote`` and ``quote_plus``, either hex
+    case), JSON-escaped, HTML-escaped and base64; each where it differs from
+    the raw form.
+    """
+
+    def __init__(self, secret: str) -> None:
+        forms = {
+            secret,
+            quote(secret, safe=""),
+            quote_plus(secret, safe=""),
+            json.dumps(secret)[1:-1],
+            html.escape(secret),
+            base64.b64encode(secret.encode()).decode(),
+        }
+        forms |= {form.lower() for form in forms if "%" in form}
+        # Longest first, so that a form containing another is replaced whole.
+        self._forms = sorted(forms, key=len, reverse=True)
+        self._forms_bytes = [form.encode() for form in self._forms]
+
+    def __repr__(self) -> str:
+        return "<Redactor>"
+
+    def __call__(self, text: str) -> str:
+        """
+        ``text`` with every form of the secret replaced by ``***``.
+        """
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, MASK)
+        return text
+
+    def bytes(self, data: bytes) -> bytes:
+        """
+        Like calling it, for bytes.
+        """
+        for form in self._forms_bytes:
+            if form in data:
+                data = data.replace(form, MASK.encode())
+        return data
+
+    def shows_secret(self, text: str) -> bool:
+        """
+        True if ``text`` holds the secret in any form this redactor knows.
+        """
+        return self(text) != text
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """
+    Whitespace folded, cut to ``limit`` characters with ``...``. Redact before, never after.
+    """
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
