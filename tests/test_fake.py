@@ -5,6 +5,7 @@ vobiz_async.testing.FakeVobiz: state, records and fault knobs, in process and on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -145,8 +146,10 @@ async def test_records_every_request(fake: FakeVobiz, vobiz: AsyncVobiz) -> None
     await vobiz.stop_stream("call-1", "s-1")
     await vobiz.stop_recording("call-1", url="https://rec/1")
     first, second = fake.requests
-    assert first.target == ("stream", "MA_FAKEVOBIZ", "call-1", "s-1")
+    assert first.auth_id == "MA_FAKEVOBIZ"
+    assert first.target == Stream("call-1", "s-1")
     assert first.status == 204
+    assert second.target == Recording("call-1", "https://rec/1")
     assert json.loads(second.body) == {"URL": "https://rec/1"}
     assert fake.request_count == 2
 
@@ -215,14 +218,22 @@ async def test_fault_latency_delays_every_answer(fake: FakeVobiz, vobiz: AsyncVo
     assert time.perf_counter() - started >= 0.05
 
 
-def test_faults_are_seeded_and_reproducible() -> None:
+async def test_faults_are_seeded_and_reproducible() -> None:
     """The same seed draws the same faults in the same order."""
     faults = Faults(error_503=0.3, rate_limit_429=0.2, drop_before=0.1)
-    fakes = [FakeVobiz(faults=faults, seed=seed) for seed in (4, 4, 5)]
-    draws = [[fake._decide() for _ in range(50)] for fake in fakes]
+    draws = [await faults_drawn(FakeVobiz(faults=faults, seed=seed), 50) for seed in (4, 4, 5)]
     assert draws[0] == draws[1]
     assert draws[0] != draws[2]
     assert len(set(draws[0])) == 4
+
+
+async def faults_drawn(fake: FakeVobiz, count: int) -> list[str | None]:
+    """Send `count` requests; the fault each one met, as the fake recorded it."""
+    async with fake.http_client() as http:
+        for _ in range(count):
+            with contextlib.suppress(httpx.RemoteProtocolError):  # drop_before hangs up
+                await http.delete("https://api.vobiz.ai/api/v1/Account/MA_FAKEVOBIZ/")
+    return [request.fault for request in fake.requests]
 
 
 @pytest.mark.parametrize(
