@@ -48,7 +48,8 @@ def test_stream_ids_reach_the_intended_path_or_nothing(call_uuid: str, stream_id
         assert fake.request_count == 0
     else:
         (request,) = fake.requests
-        assert request.target == ("stream", fake.auth_id, call_uuid, stream_id)
+        assert request.auth_id == fake.auth_id
+        assert request.target == Stream(call_uuid, stream_id)
 
 
 @settings(max_examples=200, deadline=None)
@@ -60,7 +61,8 @@ def test_call_ids_reach_the_intended_path_or_nothing(call_uuid: str) -> None:
         assert fake.request_count == 0
     else:
         (request,) = fake.requests
-        assert request.target == ("all_streams", fake.auth_id, call_uuid)
+        assert request.auth_id == fake.auth_id
+        assert request.target == AllStreams(call_uuid)
 
 
 @settings(max_examples=300, deadline=None)
@@ -72,7 +74,8 @@ def test_recording_url_arrives_intact_or_nothing_is_sent(call_uuid: str, url: st
         assert fake.request_count == 0
         return
     (request,) = fake.requests
-    assert request.target == ("recording", fake.auth_id, call_uuid)
+    assert request.auth_id == fake.auth_id
+    assert request.target == Recording(call_uuid, url)
     if url is None:
         assert request.body == b""
     else:

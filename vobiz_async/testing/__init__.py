@@ -8,13 +8,8 @@ A fake Vobiz API for tests: yours, ours, the demo's and the benchmarks'.
     assert fake.times_stopped(Stream("call-1", "s-1")) == 1
 """
 
-from ._fake import (
-    DEFAULT_AUTH_ID,
-    DEFAULT_AUTH_TOKEN,
-    FakeVobiz,
-    Faults,
-    RecordedRequest,
-)
+from ._fake import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, FakeVobiz, RecordedRequest
+from ._faults import Faults
 
 __all__ = [
     "DEFAULT_AUTH_ID",

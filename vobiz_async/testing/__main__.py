@@ -13,7 +13,8 @@ import contextlib
 import signal
 import sys
 
-from ._fake import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, FakeVobiz, Faults
+from ._fake import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, FakeVobiz
+from ._faults import Faults
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,108 @@
+"""
+The fake's side of the wire: a request's path read back into a target, and Vobiz's answers.
+
+Both front ends speak this vocabulary: they hand a ``Handler`` the raw method,
+path, headers and body, and turn the ``Answer`` it returns into a response.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from urllib.parse import unquote
+
+import attrs
+
+from .._routes import ROUTES
+from .._targets import Target
+
+__all__ = [
+    "API_PREFIX",
+    "Answer",
+    "Handler",
+    "authentication_failed",
+    "not_found",
+    "parse_request",
+    "rate_limited",
+    "service_unavailable",
+]
+
+API_PREFIX = "/api/v1"
+ACCOUNT_PREFIX = f"{API_PREFIX}/Account/"
+
+
+@attrs.frozen
+class Answer:
+    """
+    What the fake sends back for one request.
+    """
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = attrs.Factory(dict)
+
+
+#: One request in (method, raw path without the query, headers, body); its answer
+#: out, or None to drop the connection without one.
+Handler = Callable[[str, str, Mapping[str, str], bytes], Awaitable[Answer | None]]
+
+
+def parse_request(method: str, raw_path: str, body: bytes) -> tuple[str | None, Target | None]:
+    """
+    The account id in the path and the request it spells, each None if it has none.
+
+    The path is ``/api/v1/Account/{auth_id}/`` and then one route's path, each
+    segment percent-decoded; the route is the one whose method matches and that
+    parses the segments and body back into its request.
+    """
+    if not raw_path.startswith(ACCOUNT_PREFIX) or not raw_path.endswith("/"):
+        return None, None
+    auth_id, *segments = [unquote(p) for p in raw_path[len(ACCOUNT_PREFIX) : -1].split("/")]
+    for route in ROUTES.values():
+        if route.method == method:
+            request: Target | None = route.parse(segments, body)
+            if request is not None:
+                return auth_id, request
+    return auth_id, None
+
+
+def not_found(what: str) -> Answer:
+    """
+    404 in Vobiz's flat error shape: ``{"api_id": ..., "error": "<what> not found"}``.
+    """
+    body = {"api_id": str(uuid.uuid4()), "error": f"{what} not found"}
+    return Answer(404, json.dumps(body).encode(), {"Content-Type": "application/json"})
+
+
+def authentication_failed() -> Answer:
+    """
+    401 for a wrong auth id or token.
+    """
+    body = {"api_id": str(uuid.uuid4()), "error": "Authentication failed"}
+    return Answer(401, json.dumps(body).encode())
+
+
+def service_unavailable() -> Answer:
+    """
+    503 with an HTML body, as a load balancer sends it.
+    """
+    html = b"<html><body><h1>503 Service Unavailable</h1></body></html>"
+    return Answer(503, html, {"Content-Type": "text/html"})
+
+
+def rate_limited(retry_after: float) -> Answer:
+    """
+    429 in Vobiz's nested error shape, with ``Retry-After``.
+    """
+    body = {
+        "status": "error",
+        "error": {"code": "RATE_LIMIT", "message": "Rate limit exceeded", "details": {}},
+        "timestamp": "2026-01-01T00:00:00Z",
+        "requestId": str(uuid.uuid4()),
+    }
+    return Answer(
+        429,
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json", "Retry-After": f"{retry_after:g}"},
+    )
