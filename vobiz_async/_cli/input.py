@@ -3,30 +3,25 @@ Reading targets from CSV or JSON Lines, one row at a time, keeping line numbers.
 
 A row that cannot become a valid target is a BadRow: reported with its line,
 counted as failed, never sent. The rest of the file goes on.
+
+What a row must hold is read off the target class: its fields without a
+default are required columns, the others optional.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterable, Iterator
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import attrs
 
-from ._exceptions import InvalidTargetError
-from ._targets import AllStreams, Recording, Stream, Target, check_target
+from .._exceptions import InvalidTargetError
+from .._targets import Target, check_target
 
-__all__ = ["REQUIRED_COLUMNS", "BadRow", "InputError", "Kind", "Row", "read_rows", "report_key"]
-
-Kind = Literal["stream", "all_streams", "recording"]
-
-#: Columns each command cannot do without (stop-recordings also reads an optional url).
-REQUIRED_COLUMNS: dict[Kind, tuple[str, ...]] = {
-    "stream": ("call_uuid", "stream_id"),
-    "all_streams": ("call_uuid",),
-    "recording": ("call_uuid",),
-}
+__all__ = ["BadRow", "InputError", "Row", "count_rows", "read_rows", "required_columns"]
 
 
 class InputError(Exception):
@@ -56,25 +51,34 @@ class BadRow:
     fields: dict[str, Any] = attrs.Factory(dict)
 
 
-def _target(kind: Kind, fields: dict[str, Any]) -> Target:
-    def get(name: str) -> Any:
-        value = fields.get(name)
-        return value.strip() if isinstance(value, str) else value
-
-    if kind == "stream":
-        return Stream(get("call_uuid"), get("stream_id"))
-    if kind == "all_streams":
-        return AllStreams(get("call_uuid"))
-    return Recording(get("call_uuid"), get("url") or None)
+def required_columns(target_type: type[Target]) -> tuple[str, ...]:
+    """
+    The columns a row cannot do without: the target's fields that have no default.
+    """
+    return tuple(field.name for field in attrs.fields(target_type) if _is_required(field))
 
 
-def _row(kind: Kind, line: int, fields: dict[str, Any]) -> Row | BadRow:
-    required = REQUIRED_COLUMNS[kind]
-    missing = [name for name in required if fields.get(name) in (None, "")]
+def _is_required(field: attrs.Attribute[Any]) -> bool:
+    return field.default is attrs.NOTHING
+
+
+def _target(target_type: type[Target], fields: dict[str, Any]) -> Target:
+    values: dict[str, Any] = {}
+    for field in attrs.fields(target_type):
+        value = fields.get(field.name)
+        if isinstance(value, str):
+            value = value.strip()
+        # An optional column left empty is not given: a row without a url stops every recording.
+        values[field.name] = value if _is_required(field) else value or None
+    return target_type(**values)
+
+
+def _row(target_type: type[Target], line: int, fields: dict[str, Any]) -> Row | BadRow:
+    missing = [name for name in required_columns(target_type) if fields.get(name) in (None, "")]
     if missing:
         return BadRow(line, f"missing {', '.join(missing)}", fields)
     try:
-        return Row(line, check_target(_target(kind, fields)))
+        return Row(line, check_target(_target(target_type, fields)))
     except InvalidTargetError as exc:
         return BadRow(line, str(exc), fields)
 
@@ -91,7 +95,7 @@ def _first_content(lines: Iterator[str]) -> tuple[list[str], Iterator[str]]:
     return seen, lines
 
 
-def read_rows(kind: Kind, stream: IO[str]) -> Iterator[Row | BadRow]:
+def read_rows(target_type: type[Target], stream: IO[str]) -> Iterator[Row | BadRow]:
     """
     Yield every data row of a CSV (with header) or JSON Lines input, lazily.
 
@@ -103,12 +107,25 @@ def read_rows(kind: Kind, stream: IO[str]) -> Iterator[Row | BadRow]:
     if not head or not head[-1].strip():
         return
     if head[-1].lstrip().startswith("{"):
-        yield from _read_jsonl(kind, head, rest)
+        yield from _read_jsonl(target_type, head, rest)
     else:
-        yield from _read_csv(kind, head, rest)
+        yield from _read_csv(target_type, head, rest)
 
 
-def _read_jsonl(kind: Kind, head: list[str], rest: Iterator[str]) -> Iterator[Row | BadRow]:
+def count_rows(target_type: type[Target], source: IO[str]) -> int | None:
+    """
+    Rows in a seekable file, read once up front so the bar can show done/total.
+    """
+    if source is sys.stdin or not source.seekable():
+        return None
+    total = sum(1 for _ in read_rows(target_type, source))
+    source.seek(0)
+    return total
+
+
+def _read_jsonl(
+    target_type: type[Target], head: list[str], rest: Iterator[str]
+) -> Iterator[Row | BadRow]:
     for number, line in enumerate(_chain(head, rest), start=1):
         if not line.strip():
             continue
@@ -120,10 +137,12 @@ def _read_jsonl(kind: Kind, head: list[str], rest: Iterator[str]) -> Iterator[Ro
         if not isinstance(fields, dict):
             yield BadRow(number, "a JSON Lines row must be an object")
             continue
-        yield _row(kind, number, fields)
+        yield _row(target_type, number, fields)
 
 
-def _read_csv(kind: Kind, head: list[str], rest: Iterator[str]) -> Iterator[Row | BadRow]:
+def _read_csv(
+    target_type: type[Target], head: list[str], rest: Iterator[str]
+) -> Iterator[Row | BadRow]:
     reader = csv.reader(_chain(head, rest))
     header: list[str] | None = None
     for record in reader:
@@ -131,8 +150,7 @@ def _read_csv(kind: Kind, head: list[str], rest: Iterator[str]) -> Iterator[Row 
             continue
         if header is None:
             header = [cell.strip().lower() for cell in record]
-            required = REQUIRED_COLUMNS[kind]
-            absent = [name for name in required if name not in header]
+            absent = [name for name in required_columns(target_type) if name not in header]
             if absent:
                 raise InputError(
                     f"line {reader.line_num}: the CSV header needs a column named "
@@ -142,21 +160,9 @@ def _read_csv(kind: Kind, head: list[str], rest: Iterator[str]) -> Iterator[Row 
         if len(record) > len(header):
             yield BadRow(reader.line_num, f"{len(record)} fields for {len(header)} columns")
             continue
-        yield _row(kind, reader.line_num, dict(zip(header, record, strict=False)))
+        yield _row(target_type, reader.line_num, dict(zip(header, record, strict=False)))
 
 
 def _chain(head: list[str], rest: Iterator[str]) -> Iterable[str]:
     yield from head
     yield from rest
-
-
-def report_key(fields: dict[str, Any]) -> tuple[str, str | None, str | None, str | None]:
-    """
-    The identity of a target in a report line, for --resume.
-    """
-    return (
-        str(fields.get("kind")),
-        fields.get("call_uuid"),
-        fields.get("stream_id"),
-        fields.get("url"),
-    )

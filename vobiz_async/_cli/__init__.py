@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import sys
 
+__all__ = ["main"]
+
 
 def main() -> None:
     """
     Run the command line, or explain how to install it.
     """
     try:
-        from ._cli_app import cli
+        from .commands import cli
     except ImportError as exc:  # pragma: no cover - the dev extra always has them
         sys.stderr.write(
             f"vobiz-async: the command line needs the 'cli' extra ({exc.name} is missing):\n"

@@ -1,0 +1,149 @@
+"""
+The commands' options, each declared once: an attrs field that is also a click option.
+
+``with_options(Options)`` gives a command one click option per field, named
+after it (``dry_run`` is ``--dry-run``), in field order, and hands the command
+one typed ``Options`` instead of loose keyword arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Concatenate, TypeVar
+
+import attrs
+import click
+
+__all__ = ["DemoOptions", "Options", "with_options"]
+
+# Field metadata key: the keyword arguments of the field's click.option, but its default.
+CLICK = "vobiz_cli_option"
+
+
+def click_option(*, help: str, **settings: Any) -> dict[str, Any]:
+    """
+    Field metadata that makes the field a click option too; its default is the field's.
+    """
+    return {CLICK: {"help": help, **settings}}
+
+
+# Shared by the stop commands and the demo (whose --concurrency default is higher).
+CONCURRENCY = click_option(
+    type=click.IntRange(min=1), show_default=True, help="Requests in flight at once."
+)
+RATE = click_option(
+    type=click.FloatRange(min=0, min_open=True),
+    help="Requests per second at most, retries included.",
+)
+REPORT = click_option(
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one JSON line per target as it completes.",
+)
+QUIET = click_option(is_flag=True, help="No progress and no summary table.")
+JSON = click_option(is_flag=True, help="Print the summary as JSON on stdout.")
+
+
+@attrs.frozen
+class Options:
+    """
+    The options of the stop commands, in --help order.
+    """
+
+    concurrency: int = attrs.field(default=50, metadata=CONCURRENCY)
+    rate: float | None = attrs.field(default=None, metadata=RATE)
+    report: Path | None = attrs.field(default=None, metadata=REPORT)
+    resume: Path | None = attrs.field(
+        default=None,
+        metadata=click_option(
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Skip targets an earlier report shows as stopped or not found.",
+        ),
+    )
+    dry_run: bool = attrs.field(
+        default=False,
+        metadata=click_option(is_flag=True, help="Validate and count; send nothing."),
+    )
+    base_url: str | None = attrs.field(
+        default=None,
+        metadata=click_option(
+            help="API base URL [default: $VOBIZ_BASE_URL or the production API]."
+        ),
+    )
+    timeout: float = attrs.field(
+        default=10.0,
+        metadata=click_option(
+            type=click.FloatRange(min=0, min_open=True),
+            show_default=True,
+            help="Seconds per attempt.",
+        ),
+    )
+    max_attempts: int = attrs.field(
+        default=5,
+        metadata=click_option(
+            type=click.IntRange(min=1),
+            show_default=True,
+            help="Attempts per target; 1 turns retries off.",
+        ),
+    )
+    quiet: bool = attrs.field(default=False, metadata=QUIET)
+    json: bool = attrs.field(default=False, metadata=JSON)
+
+
+@attrs.frozen
+class DemoOptions:
+    """
+    The options of the demo command, in --help order.
+    """
+
+    count: int = attrs.field(
+        default=3000,
+        metadata=click_option(
+            type=click.IntRange(min=1),
+            show_default=True,
+            help="Streams to tear down (plus one recording stop per ten calls).",
+        ),
+    )
+    concurrency: int = attrs.field(default=100, metadata=CONCURRENCY)
+    rate: float | None = attrs.field(default=None, metadata=RATE)
+    latency: float = attrs.field(
+        default=0.02,
+        metadata=click_option(
+            type=click.FloatRange(min=0),
+            show_default=True,
+            help="Seconds the fake Vobiz takes per answer.",
+        ),
+    )
+    report: Path | None = attrs.field(default=None, metadata=REPORT)
+    quiet: bool = attrs.field(default=False, metadata=QUIET)
+    json: bool = attrs.field(default=False, metadata=JSON)
+
+
+AnyOptions = TypeVar("AnyOptions", Options, DemoOptions)
+
+
+def with_options(
+    cls: type[AnyOptions],
+) -> Callable[[Callable[Concatenate[AnyOptions, ...], None]], Callable[..., None]]:
+    """
+    Decorator: a click option per field of ``cls``, and the command given one ``cls``.
+
+    The command's other parameters (its FILE argument) are passed on by name.
+    """
+    fields = attrs.fields(cls)
+
+    def decorate(command: Callable[Concatenate[AnyOptions, ...], None]) -> Callable[..., None]:
+        @functools.wraps(command)
+        def parse_options(**params: Any) -> None:
+            options = cls(**{field.name: params.pop(field.name) for field in fields})
+            command(options, **params)
+
+        decorated: Callable[..., None] = parse_options
+        for field in reversed(fields):
+            flag = "--" + field.name.replace("_", "-")
+            settings = {"default": field.default, **field.metadata[CLICK]}
+            decorated = click.option(flag, field.name, **settings)(decorated)
+        return decorated
+
+    return decorate
