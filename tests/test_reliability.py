@@ -32,7 +32,7 @@ from vobiz_async import (
     StopResult,
     Stream,
 )
-from vobiz_async._cli_app import result_line
+from vobiz_async._cli.report import result_line
 from vobiz_async._sender import OwnPool
 from vobiz_async.testing import FakeVobiz, Faults
 
