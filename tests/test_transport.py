@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from vobiz_async import (
+    APIConnectError,
     APIConnectionError,
     APITimeoutError,
     AsyncVobiz,
@@ -52,7 +53,7 @@ async def test_real_transport_sends_documented_request(
 
 
 async def test_refused_connection_is_connection_error_and_retried(fake_time: FakeTime) -> None:
-    """Nothing listening: APIConnectionError, after every attempt was tried."""
+    """Nothing listening: APIConnectError (an APIConnectionError), after every attempt."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -65,7 +66,7 @@ async def test_refused_connection_is_connection_error_and_retried(fake_time: Fak
     ) as vobiz:
         with pytest.raises(APIConnectionError) as info:
             await vobiz.stop_stream("call-1", "s-1")
-    assert type(info.value) is APIConnectionError
+    assert type(info.value) is APIConnectError
     assert info.value.attempts == 3
 
 

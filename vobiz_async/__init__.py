@@ -5,6 +5,7 @@ Stop Vobiz streams and recordings from asyncio code: pooled, retried, and in bul
 from ._bulk import StopResultStream
 from ._client import DEFAULT_BASE_URL, AsyncVobiz
 from ._exceptions import (
+    APIConnectError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -17,6 +18,7 @@ from ._exceptions import (
     PermissionDeniedError,
     RateLimitError,
     ServerError,
+    TLSCertificateError,
     UnexpectedResponseError,
     VobizError,
 )
@@ -26,6 +28,7 @@ from ._targets import AllStreams, Recording, Stream, Target
 from ._version import __version__
 
 __all__ = [
+    "APIConnectError",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -49,6 +52,7 @@ __all__ = [
     "StopResult",
     "StopResultStream",
     "Stream",
+    "TLSCertificateError",
     "Target",
     "UnexpectedResponseError",
     "VobizError",

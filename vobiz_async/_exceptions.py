@@ -8,6 +8,8 @@ The tree::
     ├── ConfigurationError             (also a ValueError) missing credentials, unsafe base URL
     ├── InvalidTargetError             (also a ValueError) refused before any request was sent
     ├── APIConnectionError             no HTTP response: refused, reset, dropped
+    │   ├── APIConnectError            no connection made: refused, DNS, TLS handshake
+    │   │   └── TLSCertificateError    the certificate failed verification (never retried)
     │   └── APITimeoutError            no response within the attempt's timeout or the deadline
     └── APIStatusError                 the API answered with a status that is not success
         ├── UnexpectedResponseError    an answer not from the Vobiz API (wrong base URL?)
@@ -29,9 +31,10 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiohttp
 import httpx
@@ -39,6 +42,7 @@ import httpx
 from ._redact import MASK, Redactor, shorten
 
 __all__ = [
+    "APIConnectError",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
@@ -51,6 +55,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
+    "TLSCertificateError",
     "UnexpectedResponseError",
     "VobizError",
     "is_json_or_empty",
@@ -70,10 +75,37 @@ class VobizError(Exception):
 
     #: Requests sent for the operation that failed; 0 when none was sent.
     attempts: int = 0
+    #: Why a batch brake failed this target (unsent, or its retries cut short); None otherwise.
+    brake: str | None = None
+    #: What went wrong, without the request's method and path: "Authentication failed".
+    detail: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def stopped_by_brake(self, why: str, *, sent: bool) -> Self:
+        """
+        A copy for another target of the same batch, which a brake stopped because of this error.
+
+        Same class and status, so callers match it as they would the original;
+        its own message, and nothing of the target that tripped the brake.
+        """
+        detail = getattr(self, "detail", None) or self.message
+        status = getattr(self, "status_code", None)
+        said = f"{status} {detail}" if status else detail
+        copy = _restore(
+            type(self),
+            f"{'not retried' if sent else 'not sent'}: {why} ({said})",
+            {
+                **self.__dict__,
+                "api_id": None,
+                "response": None,
+            },
+        )
+        copy.attempts = 0
+        copy.brake = why
+        return copy
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled by state, not by __init__ arguments (subclasses take keyword
@@ -84,7 +116,10 @@ class VobizError(Exception):
         return (_restore, (type(self), self.message, state))
 
 
-def _restore(cls: type[VobizError], message: str, state: dict[str, Any]) -> VobizError:
+E = TypeVar("E", bound="VobizError")
+
+
+def _restore(cls: type[E], message: str, state: dict[str, Any]) -> E:
     error = cls.__new__(cls)
     Exception.__init__(error, message)
     error.__dict__.update(state)
@@ -112,6 +147,18 @@ class InvalidTargetError(VobizError, ValueError):
 class APIConnectionError(VobizError):
     """
     The request got no HTTP response: connection refused, reset or dropped.
+    """
+
+
+class APIConnectError(APIConnectionError):
+    """
+    No connection could be made: refused, unknown host, TLS handshake failed.
+    """
+
+
+class TLSCertificateError(APIConnectError):
+    """
+    The server's certificate failed verification; never retried (it would fail again).
     """
 
 
@@ -147,21 +194,6 @@ class APIStatusError(VobizError):
         self.retry_after = retry_after
         #: What the answer said, without the status and the path: "Authentication failed".
         self.detail = detail
-
-    def not_sent(self, why: str) -> Self:
-        """
-        A copy for a target of the same batch that was never sent because of this error.
-
-        Same class and status, so callers match it as they would the original;
-        its own message and ``attempts=0``, so it names no other target's path.
-        """
-        status = f"{self.status_code} {self.detail}" if self.detail else str(self.status_code)
-        return type(self)(
-            f"not sent: {why} ({status})",
-            status_code=self.status_code,
-            retry_after=self.retry_after,
-            detail=self.detail,
-        )
 
 
 class UnexpectedResponseError(APIStatusError):
@@ -422,8 +454,15 @@ def transport_error(
         if str(exc)
         else type(exc).__name__
     )
-    error = APIConnectionError(f"connection failed for {label}: {what}")
-    error.__cause__ = _os_error(exc, redact)
+    os_error = _os_error(exc, redact)
+    kind: type[APIConnectionError] = APIConnectionError
+    if isinstance(os_error, ssl.SSLCertVerificationError):
+        kind = TLSCertificateError
+    elif isinstance(exc, aiohttp.ClientConnectorError | httpx.ConnectError):
+        kind = APIConnectError
+    error = kind(f"connection failed for {label}: {what}")
+    error.detail = what
+    error.__cause__ = os_error
     return error
 
 

@@ -12,7 +12,13 @@ import attrs
 import tenacity
 
 from ._checks import at_least_one, non_negative, optional_positive, positive
-from ._exceptions import APIConnectionError, APIStatusError, APITimeoutError, VobizError
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    TLSCertificateError,
+    VobizError,
+)
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -29,6 +35,10 @@ R = TypeVar("R")
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 
+#: With ``deadline=None``, a throttled request is sent again at most this many
+#: times per attempt the policy allows.
+THROTTLED_RESENDS_WITHOUT_DEADLINE = 20
+
 #: Statuses worth another try: the request did not happen, or may succeed later.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -38,13 +48,18 @@ class RetryPolicy:
     """
     How hard one stop tries before it reports failure.
 
-    Waits grow as ``wait_initial * wait_exp_base ** (retry - 1)`` plus up to
-    ``wait_jitter`` seconds of random jitter, capped at ``wait_max``. A server's
-    ``Retry-After`` replaces that wait when present, unless it is longer than
-    ``max_retry_after``: then the stop fails at once rather than sleeping for
-    minutes. ``deadline`` bounds one stop from its first request to its last
-    answer, sleeps included; ``None`` leaves only ``max_attempts``.
-    ``RetryPolicy(max_attempts=1)`` turns retries off.
+    The wait before retry ``n`` (1, 2, ...) is::
+
+        backoff(n) = min(wait_initial * wait_exp_base ** (n - 1)
+                         + uniform(0, wait_jitter), wait_max)
+        wait(n)    = max(retry_after, backoff(n))    when the server sent Retry-After
+
+    so Retry-After is a floor, never a reason to hurry (0, negative or past
+    values wait the backoff). One longer than ``max_retry_after`` fails the
+    stop at once rather than sleeping for minutes. ``deadline`` bounds one stop
+    from its first request to its last answer, sleeps included (time queued in
+    the client before the first request is not counted); ``None`` leaves only
+    ``max_attempts``. ``RetryPolicy(max_attempts=1)`` turns retries off.
     """
 
     max_attempts: int = attrs.field(default=5, validator=at_least_one)
@@ -76,9 +91,11 @@ class RetryPolicy:
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
+            wait = min(float(backoff(state)), self.wait_max)
             if isinstance(exc, APIStatusError) and exc.retry_after is not None:
-                return exc.retry_after
-            return min(float(backoff(state)), self.wait_max)
+                # A floor, never a reason to hurry: Retry-After 0 waits the backoff.
+                return max(exc.retry_after, wait)
+            return wait
 
         def stop(state: tenacity.RetryCallState) -> bool:
             if state.attempt_number >= self.max_attempts:
@@ -95,6 +112,13 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
+
+    def wait_floor(self, exc: BaseException) -> float:
+        """
+        The least wait before sending again after ``exc``: Retry-After, at least ``wait_initial``.
+        """
+        retry_after = exc.retry_after if isinstance(exc, APIStatusError) else None
+        return max(retry_after or 0.0, self.wait_initial)
 
     def refuses_wait(self, retry_after: float | None) -> bool:
         """
@@ -114,7 +138,14 @@ class RetryPolicy:
 def is_retryable(exc: BaseException) -> bool:
     """
     Whether another attempt could succeed where this one failed.
+
+    Never for an error a batch brake made (the batch stopped), nor for a
+    certificate that failed verification (it will fail the same way again).
     """
+    if isinstance(exc, VobizError) and exc.brake is not None:
+        return False
+    if isinstance(exc, TLSCertificateError):
+        return False
     if isinstance(exc, APIConnectionError):
         return True
     return isinstance(exc, APIStatusError) and exc.status_code in RETRYABLE_STATUSES
@@ -122,26 +153,36 @@ def is_retryable(exc: BaseException) -> bool:
 
 class Gate(Protocol):
     """
-    What a batch does around every attempt of each of its targets (its brakes and pacing).
+    What a batch does around every attempt of each of its targets: pacing and brakes.
     """
 
-    async def before_attempt(self) -> None:
+    async def before_attempt(self, *, first: bool) -> None:
         """
-        Wait until the batch may send another request.
+        Wait until the batch may send another request; raise the brake's error once it is on.
+
+        ``first``: this target has sent nothing yet.
         """
 
-    def on_error(self, error: VobizError) -> None:
+    def after_attempt(self, sent_at: float, error: VobizError | None) -> None:
         """
-        See every failed attempt, to brake the whole batch when it concerns all targets.
+        See how every sent request went (``error`` None for an answer), from its send time.
+        """
+
+    def absorbs(self, error: VobizError) -> bool:
+        """
+        True when the batch takes this failure on itself: re-send without spending an attempt.
         """
 
 
 class _Ungated:
-    async def before_attempt(self) -> None:
+    async def before_attempt(self, *, first: bool) -> None:
         return None
 
-    def on_error(self, error: VobizError) -> None:
+    def after_attempt(self, sent_at: float, error: VobizError | None) -> None:
         return None
+
+    def absorbs(self, error: VobizError) -> bool:
+        return False
 
 
 #: The gate of a stop outside any batch: nothing to wait for, nobody to tell.
@@ -152,16 +193,24 @@ class Attempts:
     """
     One operation's attempts, waits and deadline under a RetryPolicy.
 
-    ``run(send)`` calls ``send(timeout)`` once per attempt, with the attempt's
-    timeout shrunk to what is left of the deadline; ``preflight`` runs before
-    each, to refuse an attempt that must not be sent (the client was closed).
-    ``count`` counts requests handed to ``send``, not attempts refused before.
+    ``run(send)`` calls ``send()`` once per attempt; ``send`` calls ``begin()``
+    at the moment it hands the request to the transport. ``begin`` counts the
+    request, starts the deadline on the first one and gives the attempt's
+    timeout, shrunk to what is left of the deadline. So time spent queued in
+    the client (the batch's pacing, a pool slot) before the first request is
+    not charged to the deadline, and ``count`` counts requests sent.
+    ``preflight`` runs before each attempt, to refuse one that must not be
+    sent (the client was closed).
 
-    The common case is one attempt that succeeds, so the first runs without tenacity, whose
-    per-operation setup costs more than the request's own client-side work
-    (measured: ~33 us). Only a retryable failure builds a retrier, and that
-    first failure is replayed into it, so tenacity counts it and waits after it
-    exactly as if it had made that call.
+    A batch's gate may absorb a failure (a 429): the request is sent again
+    after the server's Retry-After, without spending an attempt, for as long
+    as the deadline has room.
+
+    The common case is one attempt that succeeds, so the first runs without
+    tenacity, whose per-operation setup costs more than the request's own
+    client-side work (measured: ~33 us). Only a retryable failure builds a
+    retrier, and that first failure is replayed into it, so tenacity counts it
+    and waits after it exactly as if it had made that call.
     """
 
     def __init__(
@@ -184,9 +233,29 @@ class Attempts:
         self.label = label
         #: Requests sent so far.
         self.count = 0
-        self.started = clock()
+        #: When the first request was handed to the transport; None before.
+        self.started: float | None = None
+        self._sent_at = 0.0
 
-    async def run(self, send: Callable[[float], Awaitable[R]]) -> R:
+    def begin(self) -> float:
+        """
+        Count a request handed to the transport now; the timeout it may take.
+        """
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        timeout = self.timeout
+        deadline = self.policy.deadline
+        if deadline is not None:
+            left = deadline - (now - self.started)
+            if left <= 0:
+                raise APITimeoutError(f"deadline of {deadline}s reached before {self.label}")
+            timeout = min(timeout, left)
+        self.count += 1
+        self._sent_at = now
+        return timeout
+
+    async def run(self, send: Callable[[], Awaitable[R]]) -> R:
         """
         The first successful answer; else the last error, carrying ``attempts``.
         """
@@ -194,21 +263,20 @@ class Attempts:
             try:
                 return await self._attempt(send)
             except VobizError as first_error:
-                if self.count >= self.policy.max_attempts or not self.policy.should_retry(
-                    first_error
-                ):
+                if self.policy.max_attempts <= 1 or not self.policy.should_retry(first_error):
                     raise
                 return await self._retry_after(first_error, send)
         except VobizError as exc:
             exc.attempts = self.count
             raise
 
-    async def _retry_after(
-        self, first_error: VobizError, send: Callable[[float], Awaitable[R]]
-    ) -> R:
+    async def _retry_after(self, first_error: VobizError, send: Callable[[], Awaitable[R]]) -> R:
         pending: VobizError | None = first_error
         retrying = self.policy.retrying(
-            started=self.started, clock=self.clock, sleep=self.sleep, before_sleep=_log_retry
+            started=self.started if self.started is not None else self.clock(),
+            clock=self.clock,
+            sleep=self.sleep,
+            before_sleep=_log_retry,
         )
         async for try_ in retrying:
             with try_:
@@ -218,25 +286,45 @@ class Attempts:
                 return await self._attempt(send)
         raise AssertionError("unreachable: tenacity re-raises or returns")  # pragma: no cover
 
-    async def _attempt(self, send: Callable[[float], Awaitable[R]]) -> R:
-        await self.gate.before_attempt()
-        try:
+    async def _attempt(self, send: Callable[[], Awaitable[R]]) -> R:
+        """
+        One attempt, with the re-sends of failures the gate absorbs.
+        """
+        while True:
+            await self.gate.before_attempt(first=self.count == 0)
             self.preflight()
-            timeout = self._attempt_timeout()
-            self.count += 1
-            return await send(timeout)
-        except VobizError as exc:
-            self.gate.on_error(exc)
-            raise
+            sent = self.count
+            try:
+                answer = await send()
+            except VobizError as exc:
+                if self.count > sent:
+                    self.gate.after_attempt(self._sent_at, exc)
+                wait = self.policy.wait_floor(exc)
+                if not (self.gate.absorbs(exc) and self._has_room(wait)):
+                    raise
+                _log_throttled(exc, wait, self.count)
+                await self.sleep(wait)
+                continue
+            self.gate.after_attempt(self._sent_at, None)
+            return answer
 
-    def _attempt_timeout(self) -> float:
+    def _has_room(self, wait: float) -> bool:
         deadline = self.policy.deadline
-        if deadline is None:
-            return self.timeout
-        left = deadline - (self.clock() - self.started)
-        if left <= 0:
-            raise APITimeoutError(f"deadline of {deadline}s reached before {self.label}")
-        return min(self.timeout, left)
+        if deadline is None or self.started is None:
+            # No deadline to end it: a bound on re-sends instead, so that a
+            # server that throttles forever cannot hold a target forever.
+            return self.count < self.policy.max_attempts * THROTTLED_RESENDS_WITHOUT_DEADLINE
+        return self.clock() + wait - self.started < deadline
+
+
+def _log_throttled(exc: VobizError, wait: float, count: int) -> None:
+    logger.info(
+        "throttled; sending again in %.2fs (request %d): %s",
+        wait,
+        count,
+        exc,
+        extra={"vobiz_attempt": count, "vobiz_wait": wait},
+    )
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:

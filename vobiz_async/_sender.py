@@ -7,6 +7,7 @@ Both have one interface, so the client never asks which one it has.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Protocol
 
 import aiohttp
@@ -36,6 +37,11 @@ class Sender(Protocol):
     ) -> httpx.Request:
         """
         A request ready for ``send``.
+        """
+
+    def slot(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """
+        Hold a place in the pool; ``send`` only inside it.
         """
 
     async def send(self, request: httpx.Request) -> httpx.Response:
@@ -106,6 +112,7 @@ class OwnPool:
         self._debt = 0
         self._leases: list[_PoolLease] = []
         self._in_flight = 0
+        self._slot = _Slot(self)
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
 
     @property
@@ -130,22 +137,36 @@ class OwnPool:
         """
         return httpx.Request(method, url, headers=headers, json=json, extensions=self._extensions)
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
+    def slot(self) -> contextlib.AbstractAsyncContextManager[object]:
         """
-        Send through the transport while holding a pool slot; read at most MAX_BODY.
+        Wait for a free place in the pool and hold it.
+        """
+        return self._slot
+
+    async def take_slot(self) -> None:
+        """
+        Wait for a free place in the pool and take it (``slot()`` does this for you).
         """
         await self._slots.acquire()
         self._in_flight += 1
-        try:
-            response = await self.transport.handle_async_request(request)
-            response.request = request
-            return await read_capped(response)
-        finally:
-            self._in_flight -= 1
-            if self._debt:
-                self._debt -= 1
-            else:
-                self._slots.release()
+
+    def give_slot(self) -> None:
+        """
+        Give a place back, or keep it if the pool is narrowing.
+        """
+        self._in_flight -= 1
+        if self._debt:
+            self._debt -= 1
+        else:
+            self._slots.release()
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        """
+        Send through the transport (inside ``slot()``); read at most MAX_BODY.
+        """
+        response = await self.transport.handle_async_request(request)
+        response.request = request
+        return await read_capped(response)
 
     def lease(self) -> Lease:
         """
@@ -182,6 +203,23 @@ class OwnPool:
         Close the transport and its connections.
         """
         await self.transport.aclose()
+
+
+class _Slot:
+    """
+    ``async with pool.slot():`` as a plain object: no generator per request.
+    """
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: OwnPool) -> None:
+        self._pool = pool
+
+    async def __aenter__(self) -> None:
+        await self._pool.take_slot()
+
+    async def __aexit__(self, *_: object) -> None:
+        self._pool.give_slot()
 
 
 class _PoolLease:
@@ -233,6 +271,12 @@ class CallerClient:
         A request through the caller's client: its own headers, cookies and timeouts merge in.
         """
         return self.client.build_request(method, url, headers=headers, json=json)
+
+    def slot(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """
+        Nothing to hold: the caller's client queues for its own pool.
+        """
+        return contextlib.nullcontext()
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """

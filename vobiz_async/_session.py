@@ -158,25 +158,25 @@ class Session:
                 f"cannot build a request for {target.describe()[:200]}: {type(exc).__name__}"
             ) from None
 
-    async def _send(
-        self,
-        request: httpx.Request,
-        attempts: Attempts,
-        timeout: float,  # noqa: ASYNC109
-    ) -> httpx.Response:
+    async def _send(self, request: httpx.Request, attempts: Attempts) -> httpx.Response:
         """
-        One attempt: the response if it is 2xx or 404, else the typed error.
+        One attempt: the response if it is a stop or a Vobiz 404, else the typed error.
+
+        The attempt's timeout runs from when the request is handed to the
+        transport: a wait for a pool slot is the client's queue, not the server's.
         """
-        sent = time.perf_counter()
         label = _label(request)
         failure: VobizError | None
-        try:
-            async with asyncio.timeout(timeout):
-                response = await self.sender.send(request)
-        except Exception as exc:  # whatever one send raises is its target's failure
-            failure = self._send_failure(exc, label, timeout)
-        else:
-            failure = None
+        async with self.sender.slot():
+            timeout = attempts.begin()
+            sent = time.perf_counter()
+            try:
+                async with asyncio.timeout(timeout):
+                    response = await self.sender.send(request)
+            except Exception as exc:  # whatever one send raises is its target's failure
+                failure = self._send_failure(exc, label, timeout)
+            else:
+                failure = None
         # Raised outside the except block, so that the library's own exception
         # (which may hold our headers) is not chained as its context.
         if failure is not None:

@@ -1,72 +1,92 @@
 """
-Batch-wide pacing and brakes: the Gate every attempt of a batch passes through.
+Batch-wide brakes: errors that concern every target of a batch, not just one.
 """
 
 from __future__ import annotations
 
-import math
+from .._exceptions import (
+    APIConnectError,
+    APIStatusError,
+    AuthenticationError,
+    TLSCertificateError,
+    VobizError,
+)
+from .._retry import RETRYABLE_STATUSES
 
-from aiolimiter import AsyncLimiter
+__all__ = ["CONNECT_FAILURES_TO_BRAKE", "Brakes"]
 
-from .._exceptions import AuthenticationError, RateLimitError, VobizError
-from .._retry import Clock, Sleep
-
-__all__ = ["Brakes"]
+#: Failed connections, with no answer yet in the batch, that mean "wrong address".
+CONNECT_FAILURES_TO_BRAKE = 3
 
 
 class Brakes:
     """
-    Batch-wide reactions to errors that concern every target, not just one.
+    Stops a batch from sending what is bound to fail.
 
-    Pacing is a leaky bucket of capacity one (aiolimiter), so requests are
-    spaced evenly at ``1 / rate_limit`` seconds and no burst ever exceeds the
-    rate. A 429 with Retry-After pauses every worker, so a rate-limit storm
-    slows the batch down instead of burning each target's attempts. A 401
-    means every later request would fail too: the rest of the batch is failed
-    with that same error instead of sending thousands of doomed requests.
+    - A 401: every later request would be refused too.
+    - A Retry-After longer than ``max_retry_after``: the server asks for more
+      patience than the policy has.
+    - Connections failing (refused, DNS, TLS) before anything in the batch got
+      an answer: a wrong base URL, a proxy or a VPN that is down. Once anything
+      has been answered, an outage is retried as any other failure is.
+
+    Once on, every target not yet sent fails with a copy of the error that
+    tripped it, and retries already under way stop at their next attempt.
     """
 
-    def __init__(
-        self, *, rate_limit: float | None, max_pause: float, clock: Clock, sleep: Sleep
-    ) -> None:
-        self._clock = clock
-        self._sleep = sleep
-        self._limiter: AsyncLimiter | None = None
-        if rate_limit is not None and math.isfinite(rate_limit):  # inf: no pacing at all
-            self._limiter = AsyncLimiter(1, 1 / rate_limit)
-        self._max_pause = max_pause
-        self._resume_at = 0.0
-        #: The first 401 of the batch; every target after it fails with it, unsent.
-        self.auth_failure: AuthenticationError | None = None
+    def __init__(self, *, max_retry_after: float) -> None:
+        self._max_retry_after = max_retry_after
+        self._answered = False
+        self._connect_failures = 0
+        #: The error that stopped the batch, and why, once a brake is on.
+        self.tripped: VobizError | None = None
+        self.why = ""
 
-    def unsent_failure(self) -> VobizError | None:
+    def saw(self, error: VobizError | None) -> None:
         """
-        The error for a target the batch will not send, once a brake is on; else None.
+        Take note of how a sent request went (``error`` None: it was answered).
         """
-        if self.auth_failure is None:
-            return None
-        return self.auth_failure.not_sent(
-            "an earlier request of this batch was refused; check VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN"
-        )
-
-    async def before_attempt(self) -> None:
-        """
-        Wait out a batch pause, then for the rate limiter.
-        """
-        while (wait := self._resume_at - self._clock()) > 0:
-            await self._sleep(wait)
-        if self._limiter is not None:
-            await self._limiter.acquire()
-
-    def on_error(self, error: VobizError) -> None:
-        """
-        Pause the batch for a 429's Retry-After; remember the first 401.
-        """
+        if error is None or isinstance(error, APIStatusError):
+            self._answered = True
+        if self.tripped is not None or error is None:
+            return
         if isinstance(error, AuthenticationError):
-            self.auth_failure = self.auth_failure or error
+            self._trip(
+                error,
+                "the API refused this batch's credentials (401); "
+                "check VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN",
+            )
         elif (
-            isinstance(error, RateLimitError)
+            isinstance(error, APIStatusError)
+            and error.status_code in RETRYABLE_STATUSES
             and error.retry_after is not None
-            and error.retry_after <= self._max_pause
+            and error.retry_after > self._max_retry_after
         ):
-            self._resume_at = max(self._resume_at, self._clock() + error.retry_after)
+            self._trip(
+                error,
+                f"the server asked this batch to wait {error.retry_after:g}s, longer than "
+                f"max_retry_after={self._max_retry_after:g}s",
+            )
+        elif isinstance(error, APIConnectError) and not self._answered:
+            self._connect_failures += 1
+            if (
+                isinstance(error, TLSCertificateError)
+                or self._connect_failures >= CONNECT_FAILURES_TO_BRAKE
+            ):
+                self._trip(
+                    error,
+                    "nothing in this batch could connect; check the base URL, DNS, "
+                    "any proxy and the network",
+                )
+
+    def _trip(self, error: VobizError, why: str) -> None:
+        self.tripped = error
+        self.why = why
+
+    def stopped(self, *, sent: bool) -> VobizError | None:
+        """
+        The error for a target stopped by the brake (``sent``: it had sent before); None if off.
+        """
+        if self.tripped is None:
+            return None
+        return self.tripped.stopped_by_brake(self.why, sent=sent)

@@ -19,7 +19,7 @@ from .._exceptions import VobizError
 from .._models import Outcome, StopResult
 from .._session import Session
 from .._targets import Target, check_target
-from .brakes import Brakes
+from .gate import BatchGate
 
 __all__ = ["Emit", "ResultHook", "Targets", "check_limits", "fan_out", "shed_frames"]
 
@@ -98,17 +98,17 @@ async def fan_out(
     """
     session.ensure_open()
     source = _Source(targets)
-    brakes = Brakes(
+    gate = BatchGate(
         rate_limit=rate_limit,
-        max_pause=session.retry.max_retry_after,
+        max_retry_after=session.retry.max_retry_after,
         clock=session.clock,
         sleep=session.sleep,
     )
 
     async def one(target: Target) -> StopResult:
-        unsent = brakes.unsent_failure()
+        unsent = gate.brakes.stopped(sent=False)
         if unsent is None:
-            return await session.stop(target, gate=brakes)
+            return await session.stop(target, gate=gate)
         try:
             check_target(target)
         except VobizError as exc:

@@ -10,11 +10,13 @@ A fake Vobiz API for tests: yours, ours, the demo's and the benchmarks'.
 
 from ._fake import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, FakeVobiz, RecordedRequest
 from ._faults import Faults
+from ._limit import RateLimit
 
 __all__ = [
     "DEFAULT_AUTH_ID",
     "DEFAULT_AUTH_TOKEN",
     "FakeVobiz",
     "Faults",
+    "RateLimit",
     "RecordedRequest",
 ]

@@ -1,8 +1,9 @@
 """
 python -m vobiz_async.testing serve: the fake Vobiz in its own process.
 
-Prints its base URL as the first line on stdout, then serves until SIGINT
-or SIGTERM. Counters are at GET {base}/../../_fake/stats (path /_fake/stats).
+Prints its base URL as the first line on stdout, then the credentials it
+accepts and where its counters are (GET /_fake/stats), and serves until
+SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 
 from ._fake import DEFAULT_AUTH_ID, DEFAULT_AUTH_TOKEN, FakeVobiz
 from ._faults import Faults
+from ._limit import RateLimit
+from ._server import STATS_PATH
+from ._wire import API_PREFIX
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--retry-after", type=float, default=1.0)
     serve.add_argument("--delay-seconds", type=float, default=5.0)
     serve.add_argument("--keepalive-requests", type=int, default=None)
+    limit = serve.add_argument_group("a true token-bucket rate limit (RateLimit)")
+    limit.add_argument("--limit-rate", type=float, default=None, metavar="PER_SECOND")
+    limit.add_argument("--limit-burst", type=int, default=1)
+    limit.add_argument("--limit-retry-after", type=float, default=1.0, metavar="SECONDS")
+    limit.add_argument(
+        "--limit-no-retry-after", action="store_true", help="send 429s without Retry-After"
+    )
+    limit.add_argument("--limit-body", choices=("nested", "flat"), default="nested")
     return parser
 
 
@@ -67,13 +79,27 @@ async def serve(args: argparse.Namespace) -> None:
         faults=faults,
         seed=args.seed,
         record_requests=False,  # a long-lived process must not grow without bound
+        rate_limit=None
+        if args.limit_rate is None
+        else RateLimit(
+            rate=args.limit_rate,
+            burst=args.limit_burst,
+            retry_after=None if args.limit_no_retry_after else args.limit_retry_after,
+            body=args.limit_body,
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with fake.serve(host=args.host, port=args.port, idle_timeout=args.idle_timeout) as url:
-        print(url, flush=True)
+        origin = url.removesuffix(API_PREFIX)
+        print(url, flush=True)  # the first line is the base URL, and only that: scripts read it
+        print(
+            f"accepts VOBIZ_AUTH_ID={fake.auth_id} VOBIZ_AUTH_TOKEN={fake.auth_token}\n"
+            f"counters at {origin}{STATS_PATH}",
+            flush=True,
+        )
         await stop.wait()
 
 

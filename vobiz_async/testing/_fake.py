@@ -21,6 +21,7 @@ import httpx
 
 from .._targets import Target
 from ._faults import Action, FaultDice, Faults
+from ._limit import RateLimit, TokenBucket
 from ._server import serve_on_loopback
 from ._state import Calls
 from ._transport import InProcessTransport
@@ -63,6 +64,7 @@ class FakeVobiz:
 
     With ``open_world=False`` (for users' tests) only calls, streams and
     recordings registered with ``add_call`` exist; anything else answers 404.
+    ``rate_limit`` puts a true token bucket in front of it all (see RateLimit).
     With ``open_world=True`` (for the demo and the benchmarks) every stream
     exists until it is stopped, and every call has recordings until they are.
 
@@ -79,10 +81,14 @@ class FakeVobiz:
         faults: Faults | None = None,
         seed: int = 0,
         record_requests: bool = True,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.auth_id = auth_id
         self.auth_token = auth_token
         self.faults = faults or Faults()
+        self._bucket = TokenBucket(rate_limit) if rate_limit is not None else None
+        #: Requests the rate limit refused with a 429.
+        self.throttled_count = 0
         self.record_requests = record_requests
         self.requests: list[RecordedRequest] = []
         self.request_count = 0
@@ -161,6 +167,7 @@ class FakeVobiz:
             "cpu_seconds": time.process_time(),
             "stopped": {_stats_key(target): n for target, n in self.stop_counts.items()},
             "stopped_more_than_once": len(self.stopped_more_than_once()),
+            "throttled": self.throttled_count,
         }
 
     # -- one request ------------------------------------------------------------------
@@ -172,8 +179,14 @@ class FakeVobiz:
         Decide the fault, apply the stop if it gets that far; None means drop or hang.
         """
         faults = self.faults
-        action = self._dice.roll(faults)
+        action = self._dice.roll(faults)  # rolled for every request: a seed's faults stay put
         auth_id, target = parse_request(method, raw_path, body)
+        bucket = self._bucket
+        if bucket is not None and not bucket.take():
+            # The account limit sits in front of everything, as a gateway's does.
+            self.throttled_count += 1
+            self._record(method, raw_path, auth_id, target, body, 429, Action.THROTTLED)
+            return rate_limited(bucket.limit.retry_after, bucket.limit.body)
         if action is Action.HANG:
             self._record(method, raw_path, auth_id, target, body, None, action)
             await asyncio.Event().wait()

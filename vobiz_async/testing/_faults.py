@@ -61,6 +61,8 @@ class Action(enum.Enum):
     DROP_AFTER = enum.auto()
     DELAY = enum.auto()
     HANG = enum.auto()
+    #: Refused by the RateLimit's token bucket (not drawn: the bucket decides).
+    THROTTLED = enum.auto()
 
     @property
     def fault(self) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import attrs
@@ -91,18 +92,21 @@ def service_unavailable() -> Answer:
     return Answer(503, html, {"Content-Type": "text/html"})
 
 
-def rate_limited(retry_after: float) -> Answer:
+def rate_limited(retry_after: float | None, shape: Literal["nested", "flat"] = "nested") -> Answer:
     """
-    429 in Vobiz's nested error shape, with ``Retry-After``.
+    429 in either of Vobiz's error shapes, with ``Retry-After`` unless it is None.
     """
-    body = {
-        "status": "error",
-        "error": {"code": "RATE_LIMIT", "message": "Rate limit exceeded", "details": {}},
-        "timestamp": "2026-01-01T00:00:00Z",
-        "requestId": str(uuid.uuid4()),
-    }
-    return Answer(
-        429,
-        json.dumps(body).encode(),
-        {"Content-Type": "application/json", "Retry-After": f"{retry_after:g}"},
-    )
+    body: dict[str, Any]
+    if shape == "nested":
+        body = {
+            "status": "error",
+            "error": {"code": "RATE_LIMIT", "message": "Rate limit exceeded", "details": {}},
+            "timestamp": "2026-01-01T00:00:00Z",
+            "requestId": str(uuid.uuid4()),
+        }
+    else:
+        body = {"api_id": str(uuid.uuid4()), "error": "Rate limit exceeded"}
+    headers = {"Content-Type": "application/json"}
+    if retry_after is not None:
+        headers["Retry-After"] = f"{retry_after:g}"
+    return Answer(429, json.dumps(body).encode(), headers)

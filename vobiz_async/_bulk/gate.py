@@ -1,0 +1,73 @@
+"""
+The Gate every attempt of a batch passes through: brakes, adaptive pacing, the ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+
+from aiolimiter import AsyncLimiter
+
+from .._exceptions import RateLimitError, VobizError
+from .._retry import Clock, Sleep
+from .brakes import Brakes
+from .flow import Pacer, SendRate
+
+__all__ = ["BatchGate"]
+
+
+class BatchGate:
+    """
+    Brakes, then the adaptive rate (flow.SendRate), then ``rate_limit`` as a hard ceiling.
+
+    A 429 is the batch's problem, not the target's: it cuts the batch's rate
+    and is absorbed (sent again after its Retry-After without spending an
+    attempt), unless its Retry-After is longer than ``max_retry_after``, which
+    is a brake. The ceiling is aiolimiter's leaky bucket of capacity one:
+    requests evenly spaced at ``1 / rate_limit`` seconds, no burst.
+    """
+
+    def __init__(
+        self, *, rate_limit: float | None, max_retry_after: float, clock: Clock, sleep: Sleep
+    ) -> None:
+        self.brakes = Brakes(max_retry_after=max_retry_after)
+        self.rate = SendRate(clock)
+        self._pacer = Pacer(self.rate, clock=clock, sleep=sleep)
+        self._max_retry_after = max_retry_after
+        self._ceiling: AsyncLimiter | None = None
+        if rate_limit is not None and math.isfinite(rate_limit):  # inf: no ceiling at all
+            self._ceiling = AsyncLimiter(1, 1 / rate_limit)
+
+    async def before_attempt(self, *, first: bool) -> None:
+        """
+        Raise if a brake is on; else wait for this request's turn.
+        """
+        self._check_brakes(first=first)
+        await self._pacer.wait()
+        if self._ceiling is not None:
+            await self._ceiling.acquire()
+        self._check_brakes(first=first)  # it may have come on while this one waited
+
+    def _check_brakes(self, *, first: bool) -> None:
+        stopped = self.brakes.stopped(sent=not first)
+        if stopped is not None:
+            raise stopped
+
+    def after_attempt(self, sent_at: float, error: VobizError | None) -> None:
+        """
+        Feed the brakes and the rate: every sent request, and every 429 with its send time.
+        """
+        self.rate.sent(sent_at)
+        self.brakes.saw(error)
+        if isinstance(error, RateLimitError):
+            self.rate.throttled(sent_at)
+
+    def absorbs(self, error: VobizError) -> bool:
+        """
+        A 429 the policy would wait for: the batch sends it again, no attempt spent.
+        """
+        return (
+            isinstance(error, RateLimitError)
+            and error.brake is None
+            and (error.retry_after is None or error.retry_after <= self._max_retry_after)
+        )
