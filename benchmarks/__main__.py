@@ -23,6 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import ratelimit
+from .ratelimit import pin
+
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 LABELS = {
@@ -32,13 +35,6 @@ LABELS = {
     "aiohttp": "aiohttp directly",
     "vobiz_python": "vobiz-python SDK, 32 threads",
 }
-
-
-def pin(cpu: int) -> Any:
-    """A preexec_fn that pins the child to one core, where the machine has two."""
-    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
-        return None
-    return lambda: os.sched_setaffinity(0, {cpu})
 
 
 @contextlib.contextmanager
@@ -214,22 +210,46 @@ def main() -> int:
     parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 0.05])
     parser.add_argument("--skip", nargs="*", default=[], choices=list(LABELS))
     parser.add_argument("--memory", type=int, nargs="*", default=[20_000, 500_000])
+    parser.add_argument(
+        "--rate-limits",
+        type=float,
+        nargs="*",
+        default=ratelimit.DEFAULT_LIMITS,
+        help="server limits (req/s) for the rate-limited scenario; none to skip it",
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
     results = measure(args)
+    limited = (
+        ratelimit.measure(args.rate_limits, args.runs, ratelimit.DEFAULT_SECONDS)
+        if args.rate_limits
+        else {}
+    )
     memory = measure_memory(args.memory) if args.memory else {}
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
     (RESULTS / "latest.json").write_text(
         json.dumps(
-            {"date": stamp, "machine": machine(), "throughput": results, "memory": memory}, indent=2
+            {
+                "date": stamp,
+                "machine": machine(),
+                "throughput": results,
+                "rate_limited": limited,
+                "memory": memory,
+            },
+            indent=2,
         )
         + "\n"
     )
     charted = chart(results, RESULTS / "throughput.png")
+    if limited and ratelimit.chart(limited, RESULTS / "ratelimit.png"):
+        print(f"chart: {RESULTS / 'ratelimit.png'}", file=sys.stderr)
     print(f"\n{stamp}, {machine()}, median of {args.runs} runs, {args.concurrency} in flight")
     print(table(results))
+    if limited:
+        print("\n**Rate-limited: stop_many against a token bucket it is not told**\n")
+        print(ratelimit.table(limited))
     if memory:
         sizes = sorted(memory, key=int)
         growth = (memory[sizes[-1]]["peak_rss"] - memory[sizes[0]]["peak_rss"]) / 2**20

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
@@ -22,6 +23,29 @@ AUTH_ID = "MA_TESTACCOUNT"
 AUTH_TOKEN = "tok_s3cr3t+do/not=leak_9f8e7d"
 BASE_URL = "https://api.vobiz.test/api/v1"
 ACCOUNT = f"{BASE_URL}/Account/{AUTH_ID}"
+
+
+def error_chain(error: BaseException | None, *, causes_only: bool = False) -> list[BaseException]:
+    """An error and what it was raised from (and, unless `causes_only`, during)."""
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ if causes_only else error.__cause__ or error.__context__
+    return chain
+
+
+#: The columns of every CLI report line, in order.
+REPORT_COLUMNS = [
+    "kind",
+    "call_uuid",
+    "stream_id",
+    "url",
+    "outcome",
+    "status_code",
+    "attempts",
+    "elapsed",
+    "error",
+]
 
 
 class FakeTime:
@@ -130,35 +154,60 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
     return head + body
 
 
-@pytest.fixture
-async def raw_server() -> AsyncIterator[Callable[[Behaviour], Awaitable[str]]]:
-    """Start a bare HTTP/1.1 server on 127.0.0.1 whose every connection runs `behaviour`."""
-    servers: list[asyncio.Server] = []
-    writers: list[asyncio.StreamWriter] = []
+class RawServers:
+    """Bare HTTP/1.1 servers on 127.0.0.1, plain or TLS, closed when the test ends."""
 
-    async def start(behaviour: Behaviour) -> str:
+    def __init__(self) -> None:
+        self.servers: list[asyncio.Server] = []
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self, behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> str:
         count = 0
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal count
-            writers.append(writer)
+            self.writers.append(writer)
             while (request := await _read_request(reader)) is not None:
                 count += 1
                 await behaviour(count, request, writer)
                 if writer.is_closing():
                     return
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(server)
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=tls)
+        self.servers.append(server)
         port = server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/api/v1"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{port}/api/v1"
+
+    async def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Behaviour], Awaitable[str]]]:
+    """Start a bare HTTP/1.1 server on 127.0.0.1 whose every connection runs `behaviour`."""
+    servers = RawServers()
+    yield servers.start
+    await servers.close()
+
+
+@pytest.fixture
+async def raw_tls_server() -> AsyncIterator[Callable[[ssl.SSLContext], Awaitable[str]]]:
+    """Start a TLS server on 127.0.0.1 with the given context, answering every request 204."""
+    servers = RawServers()
+
+    async def no_content(_: int, __: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(NO_CONTENT)
+        await writer.drain()
+
+    async def start(tls: ssl.SSLContext) -> str:
+        return await servers.start(no_content, tls)
 
     yield start
-    for writer in writers:
-        writer.close()
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+    await servers.close()
 
 
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"

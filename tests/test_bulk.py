@@ -35,6 +35,7 @@ from .conftest import (
     Behaviour,
     FakeTime,
     SendPath,
+    error_chain,
     make_client,
 )
 
@@ -192,11 +193,7 @@ async def test_errors_kept_in_batch_results_hold_no_frames(
         with pytest.raises(ServerError) as raised:
             await client.stop_stream("c", "s")
 
-    chain: list[BaseException] = []
-    error: BaseException | None = kept.error
-    while error is not None:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
+    chain = error_chain(kept.error)
     assert [type(e) for e in chain][:2] == [ServerError, APIConnectionError]
     assert all(e.__traceback__ is None for e in chain)
     assert raised.value.__traceback__ is not None

@@ -18,6 +18,8 @@ import pytest
 from vobiz_async import AllStreams, Recording, Stream
 from vobiz_async.testing import FakeVobiz, Faults
 
+from .conftest import REPORT_COLUMNS
+
 SCRIPT = str(Path(sys.executable).parent / "vobiz-async")
 
 
@@ -85,17 +87,7 @@ async def test_stop_streams_from_csv_writes_report(
     assert all(fake.times_stopped(Stream(f"c{i}", f"s{i}")) == 1 for i in range(20))
     lines = report_lines(report)
     assert len(lines) == 20
-    assert set(lines[0]) == {
-        "kind",
-        "call_uuid",
-        "stream_id",
-        "url",
-        "outcome",
-        "status_code",
-        "attempts",
-        "elapsed",
-        "error",
-    }
+    assert list(lines[0]) == REPORT_COLUMNS
     assert {line["outcome"] for line in lines} == {"stopped"}
     assert "stopped" in run.stdout
     assert "20" in run.stdout

@@ -17,6 +17,8 @@ from vobiz_async._cli.input import InputError, Row, read_rows
 from vobiz_async._cli.options import DemoOptions, Options
 from vobiz_async._cli.report import result_line
 
+from .conftest import REPORT_COLUMNS
+
 
 @pytest.mark.parametrize(
     ("target", "named"),
@@ -34,17 +36,7 @@ def test_report_lines_have_the_same_columns_for_every_kind(
 ) -> None:
     """Every line names its target by kind and every stop route's fields, None where absent."""
     line = result_line(StopResult(target, Outcome.STOPPED, status_code=204, attempts=1))
-    assert list(line) == [
-        "kind",
-        "call_uuid",
-        "stream_id",
-        "url",
-        "outcome",
-        "status_code",
-        "attempts",
-        "elapsed",
-        "error",
-    ]
+    assert list(line) == REPORT_COLUMNS
     assert line == {
         "kind": target.kind,
         **named,

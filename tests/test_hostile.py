@@ -33,7 +33,7 @@ from vobiz_async import (
     VobizError,
 )
 
-from .conftest import AUTH_ID, AUTH_TOKEN, Behaviour, FakeTime
+from .conftest import AUTH_ID, AUTH_TOKEN, Behaviour, FakeTime, error_chain
 
 Serve = Callable[[Behaviour], Awaitable[str]]
 ONCE = RetryPolicy(max_attempts=1)
@@ -186,12 +186,7 @@ async def test_refused_connection_cause_chain_has_no_connect_timeout() -> None:
     async with client(f"http://127.0.0.1:{port}/api/v1") as vobiz:
         with pytest.raises(APIConnectionError) as info:
             await vobiz.stop_stream("call-1", "s-1")
-    chain: list[BaseException] = []
-    error: BaseException | None = info.value
-    while error is not None:
-        chain.append(error)
-        error = error.__cause__
-    names = [type(e).__name__ for e in chain]
+    names = [type(e).__name__ for e in error_chain(info.value, causes_only=True)]
     assert "ConnectTimeout" not in names, names
     assert "Timeout" not in str(info.value)
 
@@ -314,11 +309,7 @@ async def test_echoed_headers_in_a_malformed_status_line_do_not_leak(
     async with client(base_url, retry=RetryPolicy(max_attempts=2, wait_initial=0.01)) as vobiz:
         with pytest.raises(APIConnectionError) as info:
             await vobiz.stop_stream("call-1", "s-1")
-    chain: list[BaseException] = []
-    error: BaseException | None = info.value
-    while error is not None:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
+    chain = error_chain(info.value)
     assert_no_token(*chain, *(repr(e) for e in chain), *(e.args for e in chain))
     assert_no_token(*(r.getMessage() for r in caplog.records))
 

@@ -36,6 +36,8 @@ from vobiz_async._cli.report import result_line
 from vobiz_async._sender import OwnPool
 from vobiz_async.testing import FakeVobiz, Faults
 
+from .conftest import error_chain
+
 #: A policy that rides out the fault rates below; the default gives up sooner.
 PATIENT = RetryPolicy(max_attempts=10, wait_initial=0.05, wait_max=1.0, deadline=60.0)
 
@@ -63,11 +65,7 @@ def assert_truthful(report: BulkReport, fake: FakeVobiz) -> None:
 
 def describe(result: StopResult) -> str:
     """A failed result with its error chain, for an assertion message that diagnoses."""
-    chain: list[str] = []
-    error: BaseException | None = result.error
-    while error is not None and len(chain) < 4:
-        chain.append(repr(error))
-        error = error.__cause__ or error.__context__
+    chain = [repr(error) for error in error_chain(result.error)[:4]]
     return f"{result.target} after {result.attempts} attempts: {' <- '.join(chain)}"
 
 

@@ -301,9 +301,20 @@ async def read_capped(response: httpx.Response) -> httpx.Response:
     """
     The response with at most MAX_BODY bytes of its body, as sent (never decompressed).
 
-    The stream is closed after the cap, so a huge answer's connection is
-    dropped rather than drained.
+    The common answer (a 204, or a small Content-Length) with no encoding is
+    read as is. Anything else (no length, a large one, an encoding we did not
+    ask for) is read raw up to the cap into a new response, and the stream is
+    closed there, so a huge answer's connection is dropped rather than drained.
     """
+    headers = response.headers
+    length = headers.get("content-length", "")
+    small = response.status_code == 204 or (length.isdigit() and int(length) <= MAX_BODY)
+    if small and "content-encoding" not in headers and not response.is_stream_consumed:
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
     chunks: list[bytes] = []
     size = 0
     try:
@@ -318,14 +329,10 @@ async def read_capped(response: httpx.Response) -> httpx.Response:
                     break
     finally:
         await response.aclose()
-    headers = [
-        (name, value)
-        for name, value in response.headers.multi_items()
-        if name.lower() != "content-encoding"  # the body stays as sent: we asked for identity
-    ]
     return httpx.Response(
         response.status_code,
-        headers=headers,
+        # The body stays as sent: we asked for identity and decode nothing.
+        headers=[(k, v) for k, v in headers.multi_items() if k.lower() != "content-encoding"],
         content=b"".join(chunks)[:MAX_BODY],
         request=response.request,
         extensions=response.extensions,

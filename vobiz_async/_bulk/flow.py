@@ -67,7 +67,11 @@ class SendRate:
         """
         if self._first_send is None:
             self._first_send = at
-        self._sends.append(at)
+        sends = self._sends
+        sends.append(at)
+        # Noted as answers arrive, so nearly in order: pruning from the left is enough.
+        while sends[0] < at - WINDOW:
+            sends.popleft()
 
     def measured(self) -> float:
         """
@@ -77,10 +81,16 @@ class SendRate:
             return 0.0
         now = self._clock()
         sends = self._sends
-        # Noted as answers arrive, so nearly in order: pruning from the left is enough.
         while sends and sends[0] < now - WINDOW:
             sends.popleft()
         return len(sends) / min(max(now - self._first_send, 0.05), WINDOW)
+
+    @property
+    def engaged(self) -> bool:
+        """
+        True once the server has pushed back: from then on, every send is paced.
+        """
+        return self._cut_at is not None
 
     def allowed(self) -> float | None:
         """

@@ -43,6 +43,8 @@ class BatchGate:
         Raise if a brake is on; else wait for this request's turn.
         """
         self._check_brakes(first=first)
+        if not (self.rate.engaged or self._ceiling):
+            return  # the clean path: nothing to wait for, nothing more to check
         await self._pacer.wait()
         if self._ceiling is not None:
             await self._ceiling.acquire()

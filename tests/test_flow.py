@@ -1,0 +1,334 @@
+"""
+Batch flow control: the adaptive rate, Retry-After as a floor, and the brakes.
+
+The brakes stop a batch from hammering an API that has said no. The rate
+arithmetic runs on an injected clock; the brakes run against respx or raw
+loopback sockets. The rate control against a real token bucket is in
+test_rate_limit.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+import pytest
+import respx
+import trustme
+
+from vobiz_async import (
+    APIConnectError,
+    AsyncVobiz,
+    AuthenticationError,
+    Outcome,
+    RateLimitError,
+    RetryPolicy,
+    Stream,
+    TLSCertificateError,
+)
+from vobiz_async._bulk.flow import BETA, GRACE, K, Pacer, SendRate
+
+from .conftest import AUTH_ID, AUTH_TOKEN, NO_CONTENT, Behaviour, FakeTime, make_client
+
+
+def streams(count: int, prefix: str = "c") -> list[Stream]:
+    return [Stream(f"{prefix}{i}", f"s{i}") for i in range(count)]
+
+
+# -- the adaptive rate ----------------------------------------------------------------
+
+
+def sending_at(rate: SendRate, clock: FakeTime, per_second: float, seconds: float) -> None:
+    """Note sends at `per_second` for `seconds`, moving the clock."""
+    for _ in range(round(per_second * seconds)):
+        clock.now += 1 / per_second
+        rate.sent(clock.now)
+
+
+def test_no_limit_until_the_server_pushes_back() -> None:
+    """Before the first 429 the batch is not paced at all: the clean path pays nothing."""
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    sending_at(rate, clock, 400, 1.0)
+    assert rate.allowed() is None
+
+
+def test_a_throttle_cuts_the_rate_to_beta_of_what_was_sent() -> None:
+    """The cut is multiplicative, from the rate actually measured when it hit the wall."""
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    sending_at(rate, clock, 400, 1.0)
+    rate.throttled(sent_at=clock.now)
+    allowed = rate.allowed()
+    assert allowed is not None
+    assert allowed == pytest.approx(BETA * 400, rel=0.02)
+
+
+def test_the_old_rates_echo_cuts_nothing() -> None:
+    """429s for requests sent before the cut (plus GRACE) are one wall, one cut."""
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    sending_at(rate, clock, 400, 1.0)
+    cut_at = clock.now
+    rate.throttled(sent_at=cut_at)
+    first = rate.allowed()
+    for late in range(10):
+        rate.throttled(sent_at=cut_at - 0.01 * late)
+        rate.throttled(sent_at=cut_at + GRACE / 2)
+    assert rate.allowed() == first
+    rate.throttled(sent_at=cut_at + GRACE * 2)
+    second = rate.allowed()
+    assert first is not None
+    assert second is not None
+    assert second < first
+
+
+def test_the_rate_grows_back_to_the_old_one_in_k_seconds_then_probes_past() -> None:
+    """Concave up to the rate that hit the wall, flat there, then convex beyond it."""
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    sending_at(rate, clock, 400, 1.0)
+    rate.throttled(sent_at=clock.now)
+    seen: list[float] = []
+    for _ in range(6):
+        sending_at(rate, clock, 400, 0.5)  # keep the measured rate up: growth is capped at 2x
+        allowed = rate.allowed()
+        assert allowed is not None
+        seen.append(allowed)
+    assert seen == sorted(seen)
+    at_k = seen[3]  # 2.0 s after the cut
+    assert at_k == pytest.approx(400, rel=0.02)
+    assert seen[1] - seen[0] > seen[3] - seen[2]  # fast while far below
+    assert seen[5] > 400  # then probing past it
+
+
+def test_growth_is_capped_at_twice_the_measured_rate() -> None:
+    """A batch held back by something else does not run up a rate it never uses."""
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    sending_at(rate, clock, 400, 1.0)
+    rate.throttled(sent_at=clock.now)
+    sending_at(rate, clock, 10, 5 * K)
+    allowed = rate.allowed()
+    assert allowed is not None
+    assert allowed <= 2 * 10 * 1.05
+
+
+async def test_the_pacer_spaces_sends_at_the_rate_and_rebooks_after_a_cut() -> None:
+    """Sends go out 1/rate apart; a cut makes sends booked at the old rate wait again."""
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    pacer = Pacer(rate, clock=clock.clock, sleep=clock.sleep)
+    sending_at(rate, clock, 100, 1.0)
+    rate.throttled(sent_at=clock.now)
+    start = clock.now
+    for _ in range(10):
+        await pacer.wait()
+    allowed = rate.allowed()
+    assert allowed is not None
+    assert clock.now - start == pytest.approx(9 / allowed, rel=0.1)
+
+
+# -- Retry-After is a floor -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        pytest.param("0", id="zero"),
+        pytest.param("-5", id="negative"),
+        pytest.param("Wed, 21 Oct 2015 07:28:00 GMT", id="date-in-the-past"),
+    ],
+)
+async def test_retry_after_that_says_hurry_waits_the_backoff(
+    vobiz: AsyncVobiz, router: respx.Router, fake_time: FakeTime, retry_after: str
+) -> None:
+    """Retry-After 0, negative or past is never a reason to retry at once."""
+    route = router.delete("/Call/c/Stream/s/")
+    route.side_effect = [
+        httpx.Response(503, headers={"Retry-After": retry_after}),
+        httpx.Response(204),
+    ]
+    await vobiz.stop_stream("c", "s")
+    (slept,) = fake_time.sleeps
+    assert slept >= 0.1
+
+
+async def test_zero_retry_after_storm_does_not_burn_the_batch(
+    router: respx.Router, fake_time: FakeTime
+) -> None:
+    """200 targets against a second of 429 Retry-After: 0 all end stopped, without a flood."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if fake_time.now < start + 1.0:
+            return httpx.Response(429, headers={"Retry-After": "0"})
+        return httpx.Response(204)
+
+    route = router.route(method="DELETE").mock(side_effect=handler)
+    start = fake_time.now
+    async with make_client(router, fake_time) as vobiz:
+        report = await vobiz.stop_many(streams(200), concurrency=50)
+    assert report.counts[Outcome.STOPPED] == 200
+    assert route.call_count < 200 + 2 * 50
+
+
+# -- brakes -------------------------------------------------------------------------
+
+
+async def test_retry_after_past_the_cap_stops_the_batch_unsent(
+    router: respx.Router, fake_time: FakeTime
+) -> None:
+    """A Retry-After longer than max_retry_after fails the rest unsent with a RateLimitError."""
+    route = router.route(method="DELETE").respond(429, headers={"Retry-After": "600"})
+    async with make_client(router, fake_time) as vobiz:
+        report = await vobiz.stop_many(streams(200), concurrency=10)
+    assert route.call_count <= 10
+    assert report.counts[Outcome.FAILED] == 200
+    unsent = [r for r in report if r.attempts == 0]
+    assert len(unsent) >= 190
+    for result in unsent:
+        assert isinstance(result.error, RateLimitError)
+        assert result.error.brake is not None
+        assert "max_retry_after" in result.error.brake
+        assert str(result.error).startswith("not sent:")
+
+
+async def test_a_brake_also_stops_retries_under_way(
+    router: respx.Router, fake_time: FakeTime
+) -> None:
+    """A target backing off after a 503 is not sent again once a 401 stopped the batch."""
+    slow = router.delete("/Call/slow/Stream/s/")
+    slow.side_effect = [httpx.Response(503), httpx.Response(204)]
+    gate = asyncio.Event()
+
+    async def refuse(request: httpx.Request) -> httpx.Response:
+        await gate.wait()
+        return httpx.Response(401, json={"error": "Authentication failed"})
+
+    router.delete("/Call/bad/Stream/s/").mock(side_effect=refuse)
+
+    async def open_gate_then_sleep(seconds: float) -> None:
+        gate.set()
+        await asyncio.sleep(0.01)  # let the 401 land while this target backs off
+        await fake_time.sleep(seconds)
+
+    async with make_client(router, fake_time, sleep=open_gate_then_sleep) as vobiz:
+        report = await vobiz.stop_many([Stream("slow", "s"), Stream("bad", "s")], concurrency=2)
+
+    retried, refused = report.results
+    assert slow.call_count == 1
+    assert isinstance(retried.error, AuthenticationError)
+    assert str(retried.error).startswith("not retried:")
+    assert retried.attempts == 1
+    assert isinstance(refused.error, AuthenticationError)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_wrong_base_url_ends_the_batch_in_seconds(fake_time: FakeTime) -> None:
+    """Nothing listening: a few connect failures stop the batch; nobody grinds through it."""
+    base_url = f"http://127.0.0.1:{closed_port()}/api/v1"
+    async with AsyncVobiz(
+        AUTH_ID, AUTH_TOKEN, base_url=base_url, sleep=fake_time.sleep, clock=fake_time.clock
+    ) as vobiz:
+        started = time.monotonic()
+        report = await vobiz.stop_many(streams(2000), concurrency=20)
+        took = time.monotonic() - started
+    assert report.counts[Outcome.FAILED] == 2000
+    assert sum(r.attempts for r in report) <= 20 + 5
+    assert all(isinstance(r.error, APIConnectError) for r in report)
+    assert sum(1 for r in report if r.error is not None and r.error.brake) >= 1980
+    assert took < 10
+
+
+async def test_once_anything_was_answered_an_outage_is_retried(
+    router: respx.Router, fake_time: FakeTime
+) -> None:
+    """After a first answer, connect failures are an outage to ride out, not a wrong address."""
+    answered = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal answered
+        answered += 1
+        if 2 <= answered <= 7:
+            raise httpx.ConnectError("connection refused")
+        return httpx.Response(204)
+
+    router.route(method="DELETE").mock(side_effect=handler)
+    policy = RetryPolicy(max_attempts=10)
+    async with make_client(router, fake_time, retry=policy) as vobiz:
+        report = await vobiz.stop_many(streams(5), concurrency=1)
+    assert report.ok
+    assert [r.attempts for r in report] == [1, 7, 1, 1, 1]
+
+
+async def test_untrusted_certificate_is_never_retried_and_brakes_the_batch(
+    raw_tls_server: Callable[[ssl.SSLContext], Awaitable[str]], fake_time: FakeTime
+) -> None:
+    """A certificate that fails verification fails the same way again: one request, no more."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    base_url = await raw_tls_server(server_context)
+    async with AsyncVobiz(AUTH_ID, AUTH_TOKEN, base_url=base_url, sleep=fake_time.sleep) as vobiz:
+        with pytest.raises(TLSCertificateError) as info:
+            await vobiz.stop_stream("c", "s")
+        report = await vobiz.stop_many(streams(50), concurrency=5)
+    assert info.value.attempts == 1
+    assert fake_time.sleeps == []
+    assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+    assert sum(r.attempts for r in report) <= 5
+    assert all(isinstance(r.error, TLSCertificateError) for r in report)
+
+
+# -- time queued in the client is not the server's fault -----------------------------
+
+
+async def test_time_waiting_for_the_rate_limit_is_not_charged_to_the_deadline(
+    raw_server: Callable[[Behaviour], Awaitable[str]],
+) -> None:
+    """rate_limit=20 for 30 targets takes 1.5 s; a 0.5 s deadline fails none of them."""
+
+    async def ok(_: int, __: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(NO_CONTENT)
+        await writer.drain()
+
+    base_url = await raw_server(ok)
+    policy = RetryPolicy(deadline=0.5)
+    async with AsyncVobiz(AUTH_ID, AUTH_TOKEN, base_url=base_url, retry=policy) as vobiz:
+        report = await vobiz.stop_many(streams(30), concurrency=30, rate_limit=20)
+    assert report.ok, report.failed[:1]
+    assert all(r.attempts == 1 for r in report)
+
+
+async def test_time_waiting_for_a_pool_slot_is_not_charged_to_the_timeout(
+    raw_server: Callable[[Behaviour], Awaitable[str]],
+) -> None:
+    """Six stops on a pool of two against a server taking 0.3 s: none times out at 0.5 s."""
+
+    async def slow(_: int, __: bytes, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.3)  # the server's own latency, not a wait for the test
+        writer.write(NO_CONTENT)
+        await writer.drain()
+
+    base_url = await raw_server(slow)
+    async with AsyncVobiz(
+        AUTH_ID,
+        AUTH_TOKEN,
+        base_url=base_url,
+        timeout=0.5,
+        max_connections=2,
+        retry=RetryPolicy(max_attempts=1),
+    ) as vobiz:
+        results = await asyncio.gather(*(vobiz.stop_stream(f"c{i}", "s") for i in range(6)))
+    assert all(r.outcome is Outcome.STOPPED for r in results)
+    assert all(r.attempts == 1 for r in results)
