@@ -178,7 +178,7 @@ def chart(results: dict[str, Any], path: Any) -> bool:
     ax.axvline(80, color="#d62728", linestyle="--", linewidth=1, label="target: 80%")
     ax.set_xlim(0, 115)
     ax.set_xlabel("goodput, % of the server's limit (median)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8)
     ax.set_title("stop_many against a token-bucket limit it is not told", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

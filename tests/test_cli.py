@@ -163,6 +163,33 @@ async def test_bad_jsonl_rows(served: tuple[FakeVobiz, str], tmp_path: Path) -> 
     assert "line 3: a JSON Lines row must be an object" in run.stderr
 
 
+async def test_huge_identifier_is_a_bad_row_and_rate_inf_means_no_limit(
+    served: tuple[FakeVobiz, str], tmp_path: Path
+) -> None:
+    """A 64 KiB call_uuid fails its own row (no traceback); `--rate inf` is no ceiling."""
+    fake, base_url = served
+    csv_file = tmp_path / "calls.csv"
+    csv_file.write_text("call_uuid\nok1\n" + "c" * 65536 + "\nok2\n")
+    report = tmp_path / "report.jsonl"
+
+    run = await vobiz_async(
+        "stop-all-streams",
+        csv_file,
+        "--rate",
+        "inf",
+        "--report",
+        report,
+        env=cli_env(fake, base_url),
+    )
+
+    assert run.status == 1, run
+    assert "Traceback" not in run.stderr
+    assert "line 3: call_uuid is too long: 65536 characters" in run.stderr
+    assert fake.times_stopped(AllStreams("ok1")) == 1
+    assert fake.times_stopped(AllStreams("ok2")) == 1
+    assert [line["outcome"] for line in report_lines(report)].count("failed") == 1
+
+
 async def test_dry_run_sends_nothing(served: tuple[FakeVobiz, str], tmp_path: Path) -> None:
     """--dry-run validates and counts, and the server sees no request at all."""
     fake, _ = served

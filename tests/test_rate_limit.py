@@ -60,6 +60,7 @@ def limited() -> Iterator[list[LimitedFake]]:
 # (limit, burst, targets): long enough at each limit that the first burst of
 # `concurrency` requests into an empty bucket is a small part of the whole.
 LIMITS = [
+    pytest.param(20, 5, 1000, id="20/s", marks=pytest.mark.soak),  # 50 s a run: soak only
     pytest.param(50, 10, 1000, id="50/s"),
     pytest.param(250, 25, 2500, id="250/s"),
     pytest.param(800, 80, 6000, id="800/s"),
