@@ -149,7 +149,9 @@ async def test_mixed_outcomes_are_all_accounted_for(
 ) -> None:
     """Every target has exactly one result, counted under its outcome."""
     router.delete("/Call/ok/Stream/s/").respond(204)
-    router.delete("/Call/gone/Stream/s/").respond(404, json={"error": "Stream not found"})
+    router.delete("/Call/gone/Stream/s/").respond(
+        404, json={"api_id": "a-404", "error": "Stream not found"}
+    )
     router.delete("/Call/bad/Stream/s/").respond(400, json={"error": "bad"})
     router.delete("/Call/ok/Record/").respond(200)
     targets: list[Target] = [
@@ -540,3 +542,78 @@ async def test_own_pool_is_widened_to_the_batch_concurrency(
     assert reached.is_set()
     assert report.ok
     assert peak == 12
+
+
+async def test_after_a_batch_the_pool_is_as_narrow_as_built(
+    raw_server: Callable[[Behaviour], Awaitable[str]],
+) -> None:
+    """A batch widened the pool to 20; afterwards 20 single stops still run 2 at a time."""
+    in_flight = 0
+    peak = 0
+
+    async def count(_: int, __: bytes, writer: asyncio.StreamWriter) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)  # the server's own latency, so that requests overlap
+        in_flight -= 1
+        writer.write(NO_CONTENT)
+        await writer.drain()
+
+    base_url = await raw_server(count)
+    async with AsyncVobiz(AUTH_ID, AUTH_TOKEN, base_url=base_url, max_connections=2) as vobiz:
+        await vobiz.stop_many(streams(20), concurrency=20)
+        peak = 0
+        await asyncio.gather(*(vobiz.stop_stream(f"x{i}", "s") for i in range(20)))
+    assert peak == 2
+
+
+async def test_leaving_the_stream_block_raises_what_the_batch_raised(
+    vobiz: AsyncVobiz, router: respx.Router
+) -> None:
+    """A hook that failed after the consumer stopped reading: raised on leaving the block."""
+    router.route(method="DELETE").respond(204)
+    seen = 0
+
+    def hook(_: StopResult) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 2:
+            raise RuntimeError("hook failed")
+
+    async def read_one() -> None:
+        async with vobiz.iter_stop_many(streams(10), concurrency=1, on_result=hook) as results:
+            async for _ in results:
+                await asyncio.sleep(0)  # let the batch run into the failing hook
+                await asyncio.sleep(0)
+                break
+
+    with pytest.raises(ExceptionGroup) as info:
+        await read_one()
+    assert info.group_contains(RuntimeError, match="hook failed")
+
+
+async def test_closing_the_stream_keeps_the_callers_cancellation(
+    vobiz: AsyncVobiz, router: respx.Router
+) -> None:
+    """A timeout around the block still fires while aclose() waits for the batch to stop."""
+    release = asyncio.Event()
+
+    async def slow_cleanup(_: StopResult) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await release.wait()  # cleanup that outlasts the caller's timeout
+
+    router.route(method="DELETE").respond(204)
+
+    async def read_all_within_a_timeout() -> None:
+        async with asyncio.timeout(0.05):
+            results = vobiz.iter_stop_many(streams(5), concurrency=1, on_result=slow_cleanup)
+            async with results:
+                asyncio.get_running_loop().call_later(0.2, release.set)
+                async for _ in results:
+                    pass
+
+    with pytest.raises(TimeoutError):
+        await read_all_within_a_timeout()

@@ -190,6 +190,29 @@ async def test_huge_identifier_is_a_bad_row_and_rate_inf_means_no_limit(
     assert [line["outcome"] for line in report_lines(report)].count("failed") == 1
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        pytest.param(["--rate", "nan"], "must be a number", id="rate-nan"),
+        pytest.param(
+            ["--report", "/nonexistent/dir/r.jsonl"], "cannot write the report", id="report"
+        ),
+    ],
+)
+async def test_bad_options_exit_2_without_a_traceback(
+    served: tuple[FakeVobiz, str], tmp_path: Path, args: list[str], said: str
+) -> None:
+    """--rate nan and an unwritable --report are usage errors, said in a line, exit 2."""
+    fake, base_url = served
+    csv_file = tmp_path / "calls.csv"
+    csv_file.write_text("call_uuid\nc1\n")
+    run = await vobiz_async("stop-all-streams", csv_file, *args, env=cli_env(fake, base_url))
+    assert run.status == 2, run
+    assert said in run.stderr
+    assert "Traceback" not in run.stderr
+    assert fake.request_count == 0
+
+
 async def test_dry_run_sends_nothing(served: tuple[FakeVobiz, str], tmp_path: Path) -> None:
     """--dry-run validates and counts, and the server sees no request at all."""
     fake, _ = served

@@ -310,7 +310,7 @@ async def test_404_after_a_retried_attempt_is_not_found(
     route = router.delete(STREAM_PATH)
     route.side_effect = [
         httpx.RemoteProtocolError("gone"),
-        httpx.Response(404, json={"error": "Stream not found"}),
+        httpx.Response(404, json={"api_id": "a-404", "error": "Stream not found"}),
     ]
 
     result = await vobiz.stop_stream("call-1", "stream-1")
@@ -802,6 +802,10 @@ def test_base_url_must_not_leak_token_in_clear(base_url: str, accepted: bool) ->
         pytest.param({"max_connections": 0}, id="pool-zero"),
         pytest.param({"max_connections": 2.5}, id="pool-float"),
         pytest.param({"retry": {"max_attempts": 3}}, id="retry-dict"),
+        pytest.param({"http_client": "x"}, id="http_client-str"),
+        pytest.param({"transport": 42}, id="transport-int"),
+        pytest.param({"sleep": None}, id="sleep-none"),
+        pytest.param({"clock": 1.0}, id="clock-float"),
     ],
 )
 def test_bad_arguments_raise_configuration_error(kwargs: dict[str, object]) -> None:

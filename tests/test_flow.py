@@ -30,7 +30,7 @@ from vobiz_async import (
     Stream,
     TLSCertificateError,
 )
-from vobiz_async._bulk.flow import BETA, GRACE, K, Pacer, SendRate
+from vobiz_async._bulk.flow import BETA, GRACE, MIN_THROTTLES, WINDOW, K, Pacer, SendRate
 
 from .conftest import AUTH_ID, AUTH_TOKEN, NO_CONTENT, Behaviour, FakeTime, make_client
 
@@ -62,7 +62,7 @@ def test_a_throttle_cuts_the_rate_to_beta_of_what_was_sent() -> None:
     clock = FakeTime()
     rate = SendRate(clock.clock)
     sending_at(rate, clock, 400, 1.0)
-    rate.throttled(sent_at=clock.now)
+    rate.answered(clock.now, throttled=True)
     allowed = rate.allowed()
     assert allowed is not None
     assert allowed == pytest.approx(BETA * 400, rel=0.02)
@@ -74,17 +74,35 @@ def test_the_old_rates_echo_cuts_nothing() -> None:
     rate = SendRate(clock.clock)
     sending_at(rate, clock, 400, 1.0)
     cut_at = clock.now
-    rate.throttled(sent_at=cut_at)
+    rate.answered(cut_at, throttled=True)
     first = rate.allowed()
     for late in range(10):
-        rate.throttled(sent_at=cut_at - 0.01 * late)
-        rate.throttled(sent_at=cut_at + GRACE / 2)
+        rate.answered(cut_at - 0.01 * late, throttled=True)
+        rate.answered(cut_at + GRACE / 2, throttled=True)
     assert rate.allowed() == first
-    rate.throttled(sent_at=cut_at + GRACE * 2)
+    for _ in range(MIN_THROTTLES):
+        rate.answered(cut_at + GRACE * 2, throttled=True)
     second = rate.allowed()
     assert first is not None
     assert second is not None
     assert second < first
+
+
+def test_refusals_at_random_are_not_a_wall() -> None:
+    """After a cut, 5% of answers refused at random cuts nothing more; a real wall does."""
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    sending_at(rate, clock, 400, 1.0)
+    rate.answered(clock.now, throttled=True)
+    epoch = rate.epoch
+    sent_after = clock.now + GRACE * 2
+    for i in range(400):
+        rate.answered(sent_after, throttled=i % 20 == 19)
+    assert rate.epoch == epoch
+    clock.now += WINDOW * 2  # later, a real wall: most answers are 429s
+    for i in range(10):
+        rate.answered(sent_after, throttled=i % 2 == 0)
+    assert rate.epoch > epoch
 
 
 def test_the_rate_grows_back_to_the_old_one_in_k_seconds_then_probes_past() -> None:
@@ -92,7 +110,7 @@ def test_the_rate_grows_back_to_the_old_one_in_k_seconds_then_probes_past() -> N
     clock = FakeTime()
     rate = SendRate(clock.clock)
     sending_at(rate, clock, 400, 1.0)
-    rate.throttled(sent_at=clock.now)
+    rate.answered(clock.now, throttled=True)
     seen: list[float] = []
     for _ in range(6):
         sending_at(rate, clock, 400, 0.5)  # keep the measured rate up: growth is capped at 2x
@@ -111,7 +129,7 @@ def test_growth_is_capped_at_twice_the_measured_rate() -> None:
     clock = FakeTime()
     rate = SendRate(clock.clock)
     sending_at(rate, clock, 400, 1.0)
-    rate.throttled(sent_at=clock.now)
+    rate.answered(clock.now, throttled=True)
     sending_at(rate, clock, 10, 5 * K)
     allowed = rate.allowed()
     assert allowed is not None
@@ -124,7 +142,7 @@ async def test_the_pacer_spaces_sends_at_the_rate_and_rebooks_after_a_cut() -> N
     rate = SendRate(clock.clock)
     pacer = Pacer(rate, clock=clock.clock, sleep=clock.sleep)
     sending_at(rate, clock, 100, 1.0)
-    rate.throttled(sent_at=clock.now)
+    rate.answered(clock.now, throttled=True)
     start = clock.now
     for _ in range(10):
         await pacer.wait()

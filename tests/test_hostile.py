@@ -9,6 +9,7 @@ They run through the default transport (httpx on aiohttp) on a real socket.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import logging
 import pickle
@@ -417,3 +418,70 @@ async def test_compressed_body_is_neither_asked_for_nor_decoded(raw_server: Serv
     assert b"accept-encoding: identity" in seen[0].lower()
     assert info.value.response is not None
     assert len(info.value.response.content) <= 64 * 1024
+
+
+# -- found by review: each failed before its fix -----------------------------------
+
+
+@pytest.mark.parametrize("status_line", [b"HTTP/1.1 200 OK", b"HTTP/1.1 503 Busy"])
+async def test_deeply_nested_json_is_that_targets_failure(
+    raw_server: Serve, status_line: bytes
+) -> None:
+    """A body of fifty thousand `[` (RecursionError in json) fails one target, not the batch."""
+    base_url = await raw_server(answer(status_line, b"[" * 50_000))
+    async with client(base_url) as vobiz:
+        report = await vobiz.stop_many(streams(3))
+    assert report.counts[Outcome.FAILED] == 3
+    assert all(isinstance(r.error, APIStatusError) for r in report)
+
+
+async def test_a_frameworks_json_404_is_not_vobiz(raw_server: Serve) -> None:
+    """Spring's default 404 has an "error" key too; only Vobiz's shapes are NOT_FOUND."""
+    body = b'{"timestamp": "2026-01-01", "status": 404, "error": "Not Found", "path": "/x"}'
+    base_url = await raw_server(answer(b"HTTP/1.1 404 Not Found", body))
+    async with client(base_url) as vobiz:
+        (result,) = await vobiz.stop_many(streams(1))
+    assert result.outcome is Outcome.FAILED
+    assert isinstance(result.error, UnexpectedResponseError)
+
+
+async def test_token_in_the_reason_phrase_is_masked_in_the_response(raw_server: Serve) -> None:
+    """A status line echoing the token: not in the message, nor in the response we keep."""
+    line = b"HTTP/1.1 400 echo X-Auth-Token " + AUTH_TOKEN.encode()
+    base_url = await raw_server(answer(line, b'{"error": "no"}'))
+    async with client(base_url) as vobiz:
+        with pytest.raises(BadRequestError) as info:
+            await vobiz.stop_stream("call-1", "s-1")
+    response = info.value.response
+    assert response is not None
+    assert_no_token(str(info.value), repr(response), response.reason_phrase)
+
+
+async def test_token_cut_by_the_body_cap_leaves_no_piece(raw_server: Serve) -> None:
+    """The body is cut at 64 KiB; a token straddling the cut leaves nothing behind."""
+    body = b"x" * (64 * 1024 - 12) + AUTH_TOKEN.encode() + b"y" * 100
+    base_url = await raw_server(answer(b"HTTP/1.1 400 Bad Request", body))
+    async with client(base_url) as vobiz:
+        with pytest.raises(BadRequestError) as info:
+            await vobiz.stop_stream("call-1", "s-1")
+    assert info.value.response is not None
+    assert_no_token(info.value.response.content.decode())
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        pytest.param(quote(AUTH_TOKEN).encode(), id="quote-keeping-slash"),
+        pytest.param(base64.b64encode(b"X-Auth-Token: " + AUTH_TOKEN.encode()), id="base64"),
+        pytest.param(base64.b64encode(b"Token: " + AUTH_TOKEN.encode()), id="base64-shifted"),
+    ],
+)
+async def test_other_encodings_of_the_token_are_masked(raw_server: Serve, echo: bytes) -> None:
+    """URL-encoded with "/" kept, and base64 at any alignment: masked in the message."""
+    base_url = await raw_server(answer(b"HTTP/1.1 400 Bad Request", b"<p>next=" + echo + b"</p>"))
+    async with client(base_url) as vobiz:
+        with pytest.raises(BadRequestError) as info:
+            await vobiz.stop_stream("call-1", "s-1")
+    assert echo.decode()[6:-6] not in str(info.value)
+    assert info.value.response is not None
+    assert echo.decode()[6:-6] not in info.value.response.text

@@ -63,7 +63,9 @@ LIMITS = [
     pytest.param(20, 5, 1000, id="20/s", marks=pytest.mark.soak),  # 50 s a run: soak only
     pytest.param(50, 10, 1000, id="50/s"),
     pytest.param(250, 25, 2500, id="250/s"),
-    pytest.param(800, 80, 6000, id="800/s"),
+    # 500/s, not more: the client and the fake share two cores, and on a slow day
+    # this machine serves ~1,000/s unthrottled; past that it measures the machine.
+    pytest.param(500, 50, 4000, id="500/s"),
 ]
 
 

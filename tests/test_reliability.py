@@ -234,7 +234,7 @@ async def test_hung_server_every_operation_ends_within_its_deadline() -> None:
 
 
 async def test_retry_after_over_the_cap_fails_fast() -> None:
-    """429 with a Retry-After past max_retry_after: RateLimitError at once, no sleeping."""
+    """429 with a Retry-After past max_retry_after: the brake fails the rest unsent, no sleeping."""
     fake = FakeVobiz(
         open_world=True, record_requests=False, faults=Faults(rate_limit_429=1.0, retry_after=120)
     )
@@ -247,9 +247,10 @@ async def test_retry_after_over_the_cap_fails_fast() -> None:
         took = time.monotonic() - started
 
     assert all(isinstance(r.error, RateLimitError) for r in report)
-    assert {r.attempts for r in report} == {1}
+    assert {r.attempts for r in report} <= {0, 1}
     assert took < 30
-    assert fake.request_count == 5_000
+    assert fake.request_count <= 100  # at most one wave of `concurrency`, then the brake
+    assert sum(1 for r in report if r.attempts == 0) >= 4_900
 
 
 async def test_bad_credentials_stop_early_and_never_leak(

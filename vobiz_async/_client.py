@@ -62,6 +62,7 @@ class AsyncVobiz:
             max_connections=max_connections,
             retry=retry,
         )
+        _check_collaborators(http_client, transport, sleep, clock)
         sender: Sender
         if http_client is not None:
             if transport is not None:
@@ -231,3 +232,22 @@ class AsyncVobiz:
             rate_limit=rate_limit,
             on_result=on_result,
         )
+
+
+def _check_collaborators(
+    http_client: object, transport: object, sleep: object, clock: object
+) -> None:
+    """
+    ConfigurationError for a collaborator of the wrong kind, before anything uses it.
+    """
+    if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+        raise ConfigurationError(
+            f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
+        )
+    if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+        raise ConfigurationError(
+            f"transport must be an httpx.AsyncBaseTransport, not {type(transport).__name__}"
+        )
+    for name, value in (("sleep", sleep), ("clock", clock)):
+        if not callable(value):
+            raise ConfigurationError(f"{name} must be callable, not {type(value).__name__}")

@@ -41,6 +41,9 @@ import httpx
 
 from ._redact import MASK, Redactor, shorten
 
+#: Bytes of an answer read at most (see _sender.read_capped).
+MAX_BODY = 64 * 1024
+
 __all__ = [
     "APIConnectError",
     "APIConnectionError",
@@ -266,12 +269,7 @@ def parse_error_body(content: bytes) -> tuple[str | None, str | None]:
     ``{"status": "error", "error": {"code": ..., "message": ...}, "requestId": ...}``.
     Proxies answer with empty or HTML bodies, so nothing here may raise.
     """
-    if not content:
-        return None, None
-    try:
-        body: Any = json.loads(content)
-    except ValueError:
-        return None, None
+    body = _json(content)
     if not isinstance(body, dict):
         return None, None
     api_id = body.get("api_id") or body.get("requestId")
@@ -327,28 +325,44 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return retry_after
 
 
+_NOT_JSON = object()
+
+
+def _json(content: bytes) -> Any:
+    """
+    The JSON in ``content``, or _NOT_JSON: for an empty, broken or hostile body alike.
+
+    RecursionError too: ``[[[[...`` fifty thousand deep must not escape as a crash.
+    """
+    if not content.strip():
+        return _NOT_JSON
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
+
+
 def is_vobiz_error_body(content: bytes) -> bool:
     """
-    True for a JSON object in either Vobiz error shape (an ``error`` string or object).
+    True for either Vobiz error shape, and nothing else that merely has an ``error`` key.
+
+    ``{"api_id": ..., "error": "text"}`` or ``{"status": "error", "error": {...}}``;
+    a framework's default 404 (``{"status": 404, "error": "Not Found", ...}``) is neither.
     """
-    try:
-        body = json.loads(content)
-    except ValueError:
+    body = _json(content)
+    if not isinstance(body, dict):
         return False
-    return isinstance(body, dict) and isinstance(body.get("error"), str | dict)
+    error = body.get("error")
+    flat = isinstance(error, str) and "api_id" in body
+    nested = isinstance(error, dict) and body.get("status") == "error"
+    return flat or nested
 
 
 def is_json_or_empty(content: bytes) -> bool:
     """
     True for an empty body or any JSON: what a Vobiz success looks like.
     """
-    if not content.strip():
-        return True
-    try:
-        json.loads(content)
-    except ValueError:
-        return False
-    return True
+    return not content.strip() or _json(content) is not _NOT_JSON
 
 
 def status_error(
@@ -423,12 +437,16 @@ def _masked(response: httpx.Response, redact: Redactor) -> httpx.Response:
         (name, MASK if name.lower() == "x-auth-token" else redact(value))
         for name, value in request.headers.multi_items()
     ]
+    content = redact.bytes(response.content)
+    if len(response.content) >= MAX_BODY:
+        # Cut at the cap, the body may end in part of the secret: drop what could be.
+        content = content[: -redact.longest]
     return httpx.Response(
         response.status_code,
         headers=[(name, redact(value)) for name, value in response.headers.multi_items()],
-        content=redact.bytes(response.content),
+        content=content,
         request=httpx.Request(request.method, request.url, headers=headers),
-        extensions={"reason_phrase": response.reason_phrase.encode()},
+        extensions={"reason_phrase": redact(response.reason_phrase).encode()},
     )
 
 

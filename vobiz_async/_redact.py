@@ -22,24 +22,32 @@ class Redactor:
     """
     Replaces a secret in its raw and common encoded forms.
 
-    The forms: as is, URL-encoded (``quote`` and ``quote_plus``, either hex
-    case), JSON-escaped, HTML-escaped and base64; each where it differs from
-    the raw form.
+    The forms: as is, URL-encoded (``quote`` and ``quote_plus``, with and
+    without ``/`` kept, either hex case), JSON-escaped, HTML-escaped, and
+    base64 at each of its three alignments.
     """
 
     def __init__(self, secret: str) -> None:
         forms = {
             secret,
             quote(secret, safe=""),
+            quote(secret),  # "/" left as is, as most URL builders do
             quote_plus(secret, safe=""),
+            quote_plus(secret),
             json.dumps(secret)[1:-1],
             html.escape(secret),
-            base64.b64encode(secret.encode()).decode(),
         }
         forms |= {form.lower() for form in forms if "%" in form}
+        # Base64 of a text holding the secret depends on where in it the secret
+        # starts (mod 3): the middle of each of the three encodings is fixed.
+        for offset in range(3):
+            encoded = base64.b64encode(b"\0" * offset + secret.encode()).decode()
+            forms.add(encoded[4:-4] if len(encoded) > 12 else encoded)
         # Longest first, so that a form containing another is replaced whole.
-        self._forms = sorted(forms, key=len, reverse=True)
+        self._forms = sorted((form for form in forms if form), key=len, reverse=True)
         self._forms_bytes = [form.encode() for form in self._forms]
+        #: The longest form: how much of a cut text's end could hold part of the secret.
+        self.longest = len(self._forms[0])
 
     def __repr__(self) -> str:
         return "<Redactor>"

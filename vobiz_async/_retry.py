@@ -163,6 +163,11 @@ class Gate(Protocol):
         ``first``: this target has sent nothing yet.
         """
 
+    def sent(self, at: float) -> None:
+        """
+        A request of this batch was handed to the transport at ``at``.
+        """
+
     def after_attempt(self, sent_at: float, error: VobizError | None) -> None:
         """
         See how every sent request went (``error`` None for an answer), from its send time.
@@ -176,6 +181,9 @@ class Gate(Protocol):
 
 class _Ungated:
     async def before_attempt(self, *, first: bool) -> None:
+        return None
+
+    def sent(self, at: float) -> None:
         return None
 
     def after_attempt(self, sent_at: float, error: VobizError | None) -> None:
@@ -253,6 +261,7 @@ class Attempts:
             timeout = min(timeout, left)
         self.count += 1
         self._sent_at = now
+        self.gate.sent(now)
         return timeout
 
     async def run(self, send: Callable[[], Awaitable[R]]) -> R:

@@ -7,6 +7,7 @@ Both have one interface, so the client never asks which one it has.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from typing import Any, Protocol
 
@@ -14,11 +15,9 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-__all__ = ["MAX_BODY", "CallerClient", "OwnPool", "Sender", "default_transport"]
+from ._exceptions import MAX_BODY
 
-#: Bytes of an answer we read at most. Vobiz's answers are a few hundred bytes;
-#: a 500 MB page from something in between is not read, let alone decoded.
-MAX_BODY = 64 * 1024
+__all__ = ["MAX_BODY", "CallerClient", "OwnPool", "Sender", "default_transport"]
 
 
 class Sender(Protocol):
@@ -92,26 +91,26 @@ def default_transport() -> httpx.AsyncBaseTransport:
 
 class OwnPool:
     """
-    Our own pool: requests go straight to the transport, bounded by a semaphore.
+    Our own pool: requests go straight to the transport, at most ``capacity`` at once.
 
     Our client has no auth, cookies, event hooks or redirects by construction,
     so skipping httpx's client layer loses nothing, and that layer costs more
     CPU than aiohttp's whole request. The pool is bounded here rather than in
-    aiohttp's connector because a semaphore can be widened for a batch and
-    aiohttp's limit cannot. Narrowing again is lazy: slots taken back while in
-    use are kept as ``_debt`` and swallowed as their requests finish.
+    aiohttp's connector because a batch widens it and aiohttp's limit cannot
+    change. It is a semaphore whose size can change: a request takes a slot
+    while fewer than ``capacity`` are taken, else waits its turn (FIFO).
     """
 
     def __init__(
         self, transport: httpx.AsyncBaseTransport, *, max_connections: int, timeout: float
     ) -> None:
         self.transport = transport
-        self._slots = asyncio.Semaphore(max_connections)
         self._base = max_connections
         self._capacity = max_connections
-        self._debt = 0
         self._leases: list[_PoolLease] = []
         self._in_flight = 0
+        # Waiters for a slot, oldest first; each is handed its slot when woken.
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._slot = _Slot(self)
         self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
 
@@ -147,18 +146,33 @@ class OwnPool:
         """
         Wait for a free place in the pool and take it (``slot()`` does this for you).
         """
-        await self._slots.acquire()
-        self._in_flight += 1
+        if self._in_flight < self._capacity and not self._waiters:
+            self._in_flight += 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        try:
+            await turn  # _wake counted this request in before waking it
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.give_slot()  # woken and cancelled at once: pass the slot on
+            else:
+                self._waiters.remove(turn)
+            raise
 
     def give_slot(self) -> None:
         """
-        Give a place back, or keep it if the pool is narrowing.
+        Give a place back, to the longest waiter if there is one.
         """
         self._in_flight -= 1
-        if self._debt:
-            self._debt -= 1
-        else:
-            self._slots.release()
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._in_flight < self._capacity:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                self._in_flight += 1
+                turn.set_result(None)
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         """
@@ -179,17 +193,11 @@ class OwnPool:
     def resize(self) -> None:
         """
         Make the pool as wide as its widest open lease, and never narrower than built.
+
+        Narrowing takes effect as requests finish: none is cut short.
         """
-        size = max([self._base, *(lease.size for lease in self._leases)])
-        change = size - self._capacity
-        if change > 0:
-            forgiven = min(change, self._debt)
-            self._debt -= forgiven
-            for _ in range(change - forgiven):
-                self._slots.release()
-        else:
-            self._debt -= change
-        self._capacity = size
+        self._capacity = max([self._base, *(lease.size for lease in self._leases)])
+        self._wake()
 
     def end_lease(self, lease: _PoolLease) -> None:
         """

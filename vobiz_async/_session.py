@@ -191,6 +191,18 @@ class Session:
                 time.perf_counter() - sent,
                 extra={"vobiz_status": status, "vobiz_attempt": attempts.count},
             )
+        try:
+            return self._judge(response, label)
+        except VobizError:
+            raise
+        except Exception as exc:  # reading a hostile answer must not escape as a crash
+            raise unexpected_send_error(exc, label=label, redact=self.redact) from None
+
+    def _judge(self, response: httpx.Response, label: str) -> httpx.Response:
+        """
+        The response if it is a stop or a Vobiz 404; else the error it amounts to.
+        """
+        status = response.status_code
         if 200 <= status < 300:
             if is_json_or_empty(response.content):
                 return response

@@ -5,7 +5,7 @@ The algorithm is CUBIC (RFC 9438) applied to a request rate, as in the AWS
 SDKs' "adaptive" retry mode. Until the server first pushes back there is no
 limit. A throttle (429) cuts the rate multiplicatively::
 
-    W_max = min(rate now, rate measured)      the rate that hit the wall
+    W_max = min(rate now, rate sent, rate accepted)   the rate that hit the wall
     rate  = max(BETA * W_max, MIN_RATE)       BETA = 0.7
 
 and between throttles the rate grows back along::
@@ -20,7 +20,12 @@ the old rate and 14 s to find the real one. Growth is capped at twice the
 measured send rate, so a batch slowed by something else does not run up a
 rate it never uses. A 429 answering a request sent before the last cut (plus
 GRACE, for requests already past the pacer) is the old rate's echo, not
-news: it cuts nothing, so one wall is one cut, not one per request.
+news: it cuts nothing. After the first cut, a further cut needs evidence of a
+wall, not of bad luck: at least MIN_THROTTLES 429s, and more than DENSITY of
+the last WINDOW seconds' answers to requests sent since the cut. A real limit exceeded
+by 10% passes that within a few answers; a server that refuses 5% of
+requests at random, whatever the rate, mostly does not, so it cannot grind
+the batch down to nothing.
 
 The rate is enforced by ``Pacer``: virtual scheduling (each send booked
 ``1 / rate`` after the previous one). aiolimiter's rate is fixed at
@@ -42,6 +47,11 @@ K = 2.0
 MIN_RATE = 0.5
 #: Seconds after a cut during which sends still count as the old rate's.
 GRACE = 0.05
+#: Accepted answers in the window before the accepted rate is trusted.
+MIN_ACCEPTS = 5
+#: After the first cut: 429s, and their share of answers since the cut, that make a wall.
+MIN_THROTTLES = 1
+DENSITY = 0.10
 #: Seconds of send times kept to measure the send rate.
 WINDOW = 1.0
 
@@ -58,6 +68,11 @@ class SendRate:
         self._w_max = 0.0
         self._c = 0.0
         self._cut_at: float | None = None
+        self._accepts: collections.deque[float] = collections.deque()
+        self._first_accept: float | None = None
+        # (answered at, was it a 429) for requests sent since the last cut, last WINDOW s.
+        self._recent: collections.deque[tuple[float, bool]] = collections.deque()
+        self._refused = 0  # 429s in _recent
         #: Bumped at every cut, so that sends booked at the old rate can be booked again.
         self.epoch = 0
 
@@ -92,6 +107,20 @@ class SendRate:
         """
         return self._cut_at is not None
 
+    def accepted(self) -> float | None:
+        """
+        Answers other than 429 per second over the last WINDOW; None with too few to tell.
+        """
+        if self._first_accept is None:
+            return None
+        now = self._clock()
+        accepts = self._accepts
+        while accepts and accepts[0] < now - WINDOW:
+            accepts.popleft()
+        if len(accepts) < MIN_ACCEPTS:
+            return None
+        return len(accepts) / min(max(now - self._first_accept, 0.05), WINDOW)
+
     def allowed(self) -> float | None:
         """
         The rate to send at now; None before the first throttle.
@@ -102,18 +131,43 @@ class SendRate:
         cubic = self._c * (t - K) ** 3 + self._w_max
         return max(min(cubic, 2 * max(self.measured(), MIN_RATE)), MIN_RATE)
 
-    def throttled(self, sent_at: float) -> None:
+    def answered(self, sent_at: float, *, throttled: bool) -> None:
         """
-        The server refused a request sent at ``sent_at``: cut the rate, once per wall.
+        The server answered a request sent at ``sent_at``; cut the rate on a wall.
         """
-        if self._cut_at is not None and sent_at < self._cut_at + GRACE:
+        if not throttled:
+            now = self._clock()
+            if self._first_accept is None:
+                self._first_accept = now
+            self._accepts.append(now)
+        if self._cut_at is not None:
+            if sent_at < self._cut_at + GRACE:
+                return  # the old rate's echo
+            recent = self._recent
+            now = self._clock()
+            recent.append((now, throttled))
+            self._refused += throttled
+            while recent[0][0] < now - WINDOW:
+                self._refused -= recent.popleft()[1]
+            if not (
+                throttled
+                and self._refused >= MIN_THROTTLES
+                and self._refused > DENSITY * len(recent)
+            ):
+                return
+        elif not throttled:
             return
-        now = self._clock()
-        allowed = self.allowed()
-        measured = self.measured() or MIN_RATE
-        self._w_max = min(allowed, measured) if allowed is not None else measured
+        self._cut()
+
+    def _cut(self) -> None:
+        # A token bucket accepts about its rate however much more is sent, so
+        # the accepted rate finds a wall far below the send rate in one cut.
+        rates = (self.allowed(), self.measured() or MIN_RATE, self.accepted())
+        self._w_max = max(min(r for r in rates if r is not None), MIN_RATE)
         self._c = self._w_max * (1 - BETA) / K**3
-        self._cut_at = now
+        self._cut_at = self._clock()
+        self._recent.clear()
+        self._refused = 0
         self.epoch += 1
 
 

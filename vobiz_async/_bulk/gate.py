@@ -8,7 +8,7 @@ import math
 
 from aiolimiter import AsyncLimiter
 
-from .._exceptions import RateLimitError, VobizError
+from .._exceptions import APIStatusError, RateLimitError, VobizError
 from .._retry import Clock, Sleep
 from .brakes import Brakes
 from .flow import Pacer, SendRate
@@ -55,14 +55,19 @@ class BatchGate:
         if stopped is not None:
             raise stopped
 
+    def sent(self, at: float) -> None:
+        """
+        A request was handed to the transport at ``at``: the send rate is measured from these.
+        """
+        self.rate.sent(at)
+
     def after_attempt(self, sent_at: float, error: VobizError | None) -> None:
         """
-        Feed the brakes and the rate: every sent request, and every 429 with its send time.
+        Feed the brakes and the rate: every answer (or failure) with its request's send time.
         """
-        self.rate.sent(sent_at)
         self.brakes.saw(error)
-        if isinstance(error, RateLimitError):
-            self.rate.throttled(sent_at)
+        if error is None or isinstance(error, APIStatusError):
+            self.rate.answered(sent_at, throttled=isinstance(error, RateLimitError))
 
     def absorbs(self, error: VobizError) -> bool:
         """

@@ -82,13 +82,26 @@ class StopResultStream:
     async def aclose(self) -> None:
         """
         Cancel what is still in flight and wait until it has stopped.
+
+        An exception the batch raised (the input's or ``on_result``'s) is raised
+        here, if nothing has raised it yet.
         """
         self._finished = True
         producer = self._producer
-        if producer is not None and not producer.done():
+        if producer is None:
+            return
+        if not producer.done():
             producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await producer
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # our caller is being cancelled too: that must not be lost
+                return
+        if not producer.cancelled() and (error := producer.exception()) is not None:
+            self._producer = None  # raised once
+            raise error
 
     async def __aenter__(self) -> Self:
         return self
@@ -99,7 +112,12 @@ class StopResultStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        if exc is None:
+            await self.aclose()
+            return
+        # The block's own exception wins; the batch's is retrieved, not lost in a log.
+        with contextlib.suppress(Exception):
+            await self.aclose()
 
     def __del__(self) -> None:
         producer = self._producer

@@ -9,6 +9,7 @@ one typed ``Options`` instead of loose keyword arguments.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, TypeVar
@@ -33,9 +34,19 @@ def click_option(*, help: str, **settings: Any) -> dict[str, Any]:
 CONCURRENCY = click_option(
     type=click.IntRange(min=1), show_default=True, help="Requests in flight at once."
 )
+
+
+def _a_number(_: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets NaN through: no comparison with it is ever false.
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("must be a number (inf for no limit)", param=param)
+    return value
+
+
 RATE = click_option(
     type=click.FloatRange(min=0, min_open=True),
-    help="Requests per second at most, retries included.",
+    callback=_a_number,
+    help="Requests per second at most, retries included (inf: no limit).",
 )
 REPORT = click_option(
     type=click.Path(dir_okay=False, path_type=Path),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import click
 from rich.console import Console
 
 from .._models import Outcome, StopResult
@@ -122,8 +123,12 @@ def open_report(report: Path | None, resume: Path | None) -> Iterator[IO[str] | 
         yield None
         return
     same = resume is not None and report.resolve() == resume.resolve()
-    # Resuming into the same report appends to it, so it stays the whole record.
-    with report.open("a" if same else "w", encoding="utf-8") as out:
+    try:
+        # Resuming into the same report appends to it, so it stays the whole record.
+        out = report.open("a" if same else "w", encoding="utf-8")
+    except OSError as exc:
+        raise click.UsageError(f"cannot write the report {report}: {exc.strerror}") from None
+    with out:
         yield out
 
 
