@@ -133,7 +133,7 @@ def test_growth_is_capped_at_twice_the_measured_rate() -> None:
     sending_at(rate, clock, 10, 5 * K)
     allowed = rate.allowed()
     assert allowed is not None
-    assert allowed <= 2 * 10 * 1.05
+    assert allowed <= 2 * 10 * 1.15  # the meter counts in tenths of a second: +-1 slot
 
 
 async def test_the_pacer_spaces_sends_at_the_rate_and_rebooks_after_a_cut() -> None:

@@ -35,7 +35,9 @@ class StopResult:
     target: Target
     outcome: Outcome
     status_code: int | None = None
+    #: Requests sent; 0 when none was (refused before sending, or stopped by a brake).
     attempts: int = 0
+    #: Seconds from the first request sent to the last answer: the span the deadline covers.
     elapsed: float = 0.0
     api_id: str | None = None
     error: VobizError | None = None

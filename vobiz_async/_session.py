@@ -101,7 +101,6 @@ class Session:
         Validate, build, run the retry policy, read the result. ``gate`` is the
         batch's pacing and brakes around every attempt.
         """
-        started = self.clock()
         try:
             self.ensure_open()
             request = self._build(check_target(target))
@@ -125,7 +124,7 @@ class Session:
                 Outcome.FAILED,
                 status_code=status.status_code if status else None,
                 attempts=attempts.count,
-                elapsed=self.clock() - started,
+                elapsed=self._elapsed(attempts),
                 api_id=status.api_id if status else None,
                 error=exc,
             )
@@ -139,9 +138,13 @@ class Session:
             outcome,
             status_code=response.status_code,
             attempts=attempts.count,
-            elapsed=self.clock() - started,
+            elapsed=self._elapsed(attempts),
             api_id=api_id,
         )
+
+    def _elapsed(self, attempts: Attempts) -> float:
+        # The span the deadline covers: first request sent to last answer; 0 if none was.
+        return 0.0 if attempts.started is None else self.clock() - attempts.started
 
     def _build(self, target: Target) -> httpx.Request:
         route = target.route

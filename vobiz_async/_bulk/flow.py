@@ -52,8 +52,50 @@ MIN_ACCEPTS = 5
 #: After the first cut: 429s, and their share of answers since the cut, that make a wall.
 MIN_THROTTLES = 1
 DENSITY = 0.10
-#: Seconds of send times kept to measure the send rate.
+#: Seconds over which the send and accept rates are measured, in SLOTS slices.
 WINDOW = 1.0
+SLOTS = 10
+
+
+class RateMeter:
+    """
+    Events per second over the last WINDOW seconds, kept as SLOTS counters: constant memory.
+    """
+
+    def __init__(self) -> None:
+        self._counts = [0] * SLOTS
+        self._slots = [-SLOTS] * SLOTS  # which time slot each counter holds
+        self.first: float | None = None
+
+    def add(self, at: float) -> None:
+        """
+        Count one event at time ``at``; one older than the window is dropped.
+        """
+        if self.first is None:
+            self.first = at
+        slot = int(at * SLOTS / WINDOW)
+        i = slot % SLOTS
+        if self._slots[i] < slot:
+            self._slots[i], self._counts[i] = slot, 0
+        if self._slots[i] == slot:
+            self._counts[i] += 1
+
+    def count(self, now: float) -> int:
+        """
+        Events in the last WINDOW seconds.
+        """
+        oldest = int(now * SLOTS / WINDOW) - SLOTS
+        return sum(c for c, slot in zip(self._counts, self._slots, strict=True) if slot > oldest)
+
+    def per_second(self, now: float) -> float:
+        """
+        The rate over the last WINDOW seconds, or since the first event if that is shorter.
+        """
+        if self.first is None:
+            return 0.0
+        # The counters cover the current slot so far and the SLOTS - 1 before it.
+        covered = now - (int(now * SLOTS / WINDOW) - SLOTS + 1) * WINDOW / SLOTS
+        return self.count(now) / max(min(now - self.first, covered), 0.05)
 
 
 class SendRate:
@@ -63,13 +105,11 @@ class SendRate:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._sends: collections.deque[float] = collections.deque()
-        self._first_send: float | None = None
+        self._sends = RateMeter()
+        self._accepts = RateMeter()
         self._w_max = 0.0
         self._c = 0.0
         self._cut_at: float | None = None
-        self._accepts: collections.deque[float] = collections.deque()
-        self._first_accept: float | None = None
         # (answered at, was it a 429) for requests sent since the last cut, last WINDOW s.
         self._recent: collections.deque[tuple[float, bool]] = collections.deque()
         self._refused = 0  # 429s in _recent
@@ -80,25 +120,13 @@ class SendRate:
         """
         Note a request handed to the transport at ``at``.
         """
-        if self._first_send is None:
-            self._first_send = at
-        sends = self._sends
-        sends.append(at)
-        # Noted as answers arrive, so nearly in order: pruning from the left is enough.
-        while sends[0] < at - WINDOW:
-            sends.popleft()
+        self._sends.add(at)
 
     def measured(self) -> float:
         """
         Requests sent per second over the last WINDOW seconds (less at the start).
         """
-        if self._first_send is None:
-            return 0.0
-        now = self._clock()
-        sends = self._sends
-        while sends and sends[0] < now - WINDOW:
-            sends.popleft()
-        return len(sends) / min(max(now - self._first_send, 0.05), WINDOW)
+        return self._sends.per_second(self._clock())
 
     @property
     def engaged(self) -> bool:
@@ -111,15 +139,10 @@ class SendRate:
         """
         Answers other than 429 per second over the last WINDOW; None with too few to tell.
         """
-        if self._first_accept is None:
-            return None
         now = self._clock()
-        accepts = self._accepts
-        while accepts and accepts[0] < now - WINDOW:
-            accepts.popleft()
-        if len(accepts) < MIN_ACCEPTS:
+        if self._accepts.count(now) < MIN_ACCEPTS:
             return None
-        return len(accepts) / min(max(now - self._first_accept, 0.05), WINDOW)
+        return self._accepts.per_second(now)
 
     def allowed(self) -> float | None:
         """
@@ -136,10 +159,7 @@ class SendRate:
         The server answered a request sent at ``sent_at``; cut the rate on a wall.
         """
         if not throttled:
-            now = self._clock()
-            if self._first_accept is None:
-                self._first_accept = now
-            self._accepts.append(now)
+            self._accepts.add(self._clock())
         if self._cut_at is not None:
             if sent_at < self._cut_at + GRACE:
                 return  # the old rate's echo
