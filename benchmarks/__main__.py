@@ -19,12 +19,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from . import ratelimit
-from .ratelimit import pin
+from .ratelimit import pin, serve_fake
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -37,19 +36,8 @@ LABELS = {
 }
 
 
-@contextlib.contextmanager
-def fake_server(latency: float) -> Iterator[str]:
-    command = [sys.executable, "-m", "vobiz_async.testing", "serve", "--open-world"]
-    command += ["--latency", str(latency)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=pin(0))
-    try:
-        assert proc.stdout is not None
-        yield proc.stdout.readline().strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+def fake_server(latency: float) -> contextlib.AbstractContextManager[str]:
+    return serve_fake("--latency", str(latency))
 
 
 def server_cpu(base_url: str) -> float:

@@ -42,10 +42,9 @@ def pin(cpu: int) -> Any:
 
 
 @contextlib.contextmanager
-def limited_server(limit: float, retry_after: bool) -> Iterator[str]:
-    command = [sys.executable, "-m", "vobiz_async.testing", "serve", "--open-world"]
-    command += ["--limit-rate", str(limit), "--limit-burst", str(max(1, round(limit / 10)))]
-    command += ["--limit-retry-after", "1"] if retry_after else ["--limit-no-retry-after"]
+def serve_fake(*args: str) -> Iterator[str]:
+    """The open-world fake in its own process pinned to core 0; yields its base URL."""
+    command = [sys.executable, "-m", "vobiz_async.testing", "serve", "--open-world", *args]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=pin(0))
     try:
         assert proc.stdout is not None
@@ -55,6 +54,13 @@ def limited_server(limit: float, retry_after: bool) -> Iterator[str]:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def limited_server(limit: float, retry_after: bool) -> contextlib.AbstractContextManager[str]:
+    """The fake behind a token bucket of `limit` a second, burst a tenth of it."""
+    args = ["--limit-rate", str(limit), "--limit-burst", str(max(1, round(limit / 10)))]
+    args += ["--limit-retry-after", "1"] if retry_after else ["--limit-no-retry-after"]
+    return serve_fake(*args)
 
 
 def stats(base_url: str) -> dict[str, Any]:
