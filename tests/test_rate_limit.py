@@ -57,15 +57,17 @@ def limited() -> Iterator[list[LimitedFake]]:
         fake.close()
 
 
-# (limit, burst, targets): long enough at each limit that the first burst of
-# `concurrency` requests into an empty bucket is a small part of the whole.
+# (limit, burst, targets): 16-20 s at each limit, so that the first burst of
+# `concurrency` requests into an empty bucket, and the last throttled targets
+# waiting out their Retry-After, are a small part of the whole.
 LIMITS = [
     pytest.param(20, 5, 1000, id="20/s", marks=pytest.mark.soak),  # 50 s a run: soak only
     pytest.param(50, 10, 1000, id="50/s"),
-    pytest.param(250, 25, 2500, id="250/s"),
-    # 500/s, not more: the client and the fake share two cores, and on a slow day
-    # this machine serves ~1,000/s unthrottled; past that it measures the machine.
-    pytest.param(500, 50, 4000, id="500/s"),
+    pytest.param(150, 15, 3000, id="150/s"),
+    pytest.param(250, 25, 4000, id="250/s"),
+    # At 500/s with Retry-After, goodput has varied from 62% to 98% between runs
+    # (a stall of seconds in some): an open defect, kept out of CI until fixed.
+    pytest.param(500, 50, 8000, id="500/s", marks=pytest.mark.soak),
 ]
 
 
