@@ -5,6 +5,8 @@ The README's examples run as written.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +44,22 @@ def test_setup_is_two_commands_that_ci_mirrors() -> None:
         "pytest --cov",
     ):
         assert step in ci, step
+
+
+def test_fake_vobiz_example_passes_in_a_fresh_project(tmp_path: Path) -> None:
+    """
+    The example passes when copied into a project with no pytest configuration.
+
+    pytest-asyncio's default strict mode collects it and runs it, not skips it.
+    """
+    (tmp_path / "test_bot.py").write_text(python_block("## Testing your code against a fake Vobiz"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_bot.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout
+    assert "warning" not in done.stdout.lower(), done.stdout
