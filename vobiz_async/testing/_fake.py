@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -64,7 +64,8 @@ class FakeVobiz:
 
     With ``open_world=False`` (for users' tests) only calls, streams and
     recordings registered with ``add_call`` exist; anything else answers 404.
-    ``rate_limit`` puts a true token bucket in front of it all (see RateLimit).
+    ``rate_limit`` puts a true token bucket in front of it all (see RateLimit);
+    it refills by ``clock``, which a test can make the event loop's.
     With ``open_world=True`` (for the demo and the benchmarks) every stream
     exists until it is stopped, and every call has recordings until they are.
 
@@ -82,11 +83,12 @@ class FakeVobiz:
         seed: int = 0,
         record_requests: bool = True,
         rate_limit: RateLimit | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.auth_id = auth_id
         self.auth_token = auth_token
         self.faults = faults or Faults()
-        self._bucket = TokenBucket(rate_limit) if rate_limit is not None else None
+        self._bucket = TokenBucket(rate_limit, clock=clock) if rate_limit is not None else None
         #: Requests the rate limit refused with a 429.
         self.throttled_count = 0
         self.record_requests = record_requests
