@@ -5,6 +5,7 @@ The tree::
 
     VobizError
     ├── ClientClosedError              (also a RuntimeError) the client was used after aclose()
+    ├── EventLoopError                 (also a RuntimeError) used on a second event loop at once
     ├── ConfigurationError             (also a ValueError) missing credentials, unsafe base URL
     ├── InvalidTargetError             (also a ValueError) refused before any request was sent
     ├── APIConnectionError             no HTTP response: refused, reset, dropped
@@ -53,6 +54,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
+    "EventLoopError",
     "InvalidTargetError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -132,6 +134,21 @@ def _restore(cls: type[E], message: str, state: dict[str, Any]) -> E:
 class ClientClosedError(VobizError, RuntimeError):
     """
     The client was used after ``aclose()`` or after its ``async with`` block.
+    """
+
+
+class EventLoopError(VobizError, RuntimeError):
+    """
+    The client was used on one event loop while the loop it runs on is still open.
+
+    The rule is one client per event loop: a client's connections belong to
+    the loop that opened them. When that loop has closed (each
+    ``asyncio.run()`` closes its own), the next use on another loop quietly
+    opens a new pool; while it is still open, running in another thread or
+    merely not running right now, using the client elsewhere raises this,
+    before any request is sent. A RuntimeError too, as asyncio's own "attached
+    to a different loop" errors are, rather than a ClientClosedError: the
+    client is fine on its own loop.
     """
 
 

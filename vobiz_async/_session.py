@@ -20,6 +20,7 @@ from ._config import Settings
 from ._exceptions import (
     APIStatusError,
     ClientClosedError,
+    EventLoopError,
     InvalidTargetError,
     VobizError,
     is_json_or_empty,
@@ -86,7 +87,12 @@ class Session:
         if self.state is Lifecycle.CLOSED:
             return
         self.state = Lifecycle.CLOSED
-        await self.sender.aclose()
+        try:
+            await self.sender.aclose()
+        except EventLoopError:
+            # Refused before closing anything: the client stays open on its own loop.
+            self.state = Lifecycle.OPEN
+            raise
 
     def lease_pool(self) -> Lease:
         """
