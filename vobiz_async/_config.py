@@ -123,6 +123,16 @@ class Settings:
         )
 
     @property
+    def secrets(self) -> tuple[str, ...]:
+        """
+        What must appear in no message, log or repr: the auth token, and the proxy's password.
+        """
+        proxy = self.network.proxy if self.network is not None else None
+        if proxy is not None and proxy.password:
+            return (self.auth_token, proxy.password)
+        return (self.auth_token,)
+
+    @property
     def account_url(self) -> str:
         """
         The URL every route's path is relative to, with a trailing slash.

@@ -468,10 +468,13 @@ def _masked(response: httpx.Response, redact: Redactor) -> httpx.Response:
 
 
 def transport_error(
-    exc: BaseException, *, label: str, timeout: float, redact: Redactor
+    exc: BaseException, *, label: str, timeout: float, redact: Redactor, via: str = ""
 ) -> VobizError:
     """
     Name a transport failure for what it was, in words that hold no token.
+
+    ``via`` names the proxy the request went through (" through the proxy
+    ..."), so that a failure at the proxy does not read as one at the API.
 
     httpx-aiohttp maps every aiohttp ClientConnectionError, a refused or a
     dropped connection included, to httpx.ConnectTimeout; the aiohttp cause
@@ -483,7 +486,7 @@ def transport_error(
     if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
         exc = cause
     elif isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return APITimeoutError(f"no response within {timeout:.3g}s for {label}")
+        return APITimeoutError(f"no response within {timeout:.3g}s for {label}{via}")
     what = (
         f"{type(exc).__name__}: {shorten(redact(str(exc)), 300)}"
         if str(exc)
@@ -495,7 +498,7 @@ def transport_error(
         kind = TLSCertificateError
     elif isinstance(exc, aiohttp.ClientConnectorError | httpx.ConnectError):
         kind = APIConnectError
-    error = kind(f"connection failed for {label}: {what}")
+    error = kind(f"connection failed for {label}{via}: {what}")
     error.detail = what
     error.__cause__ = os_error
     return error

@@ -93,7 +93,7 @@ class ProxyRoute:
         """
         ``http://proxy:3128 (from HTTPS_PROXY)``: never the password.
         """
-        return f"{self.url} (from {self.origin.rstrip('=')})"
+        return f"{self.url} (from {self.origin})"
 
 
 @attrs.frozen

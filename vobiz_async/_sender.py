@@ -7,6 +7,7 @@ Both have one interface, so the client never asks which one it has.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import enum
@@ -19,7 +20,7 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from ._exceptions import MAX_BODY, ClientClosedError, EventLoopError
-from ._network import Network, cached_ssl_context, ssl_context
+from ._network import Network, ProxyRoute, cached_ssl_context, ssl_context
 
 __all__ = [
     "MAX_BODY",
@@ -189,25 +190,36 @@ def default_transport(network: Network, context: ssl.SSLContext) -> httpx.AsyncB
     """
     The default: httpx on aiohttp, ten times plain httpx at 100 in flight (see benchmarks).
     """
-    proxy = network.proxy
-    auth = None
-    if proxy is not None and proxy.username is not None:
-        auth = aiohttp.BasicAuth(proxy.username, proxy.password or "")
     # verify=context: AiohttpTransport otherwise builds an SSL context of its
     # own in its constructor (40 ms), which our aiohttp session never uses.
     # limit=0 in aiohttp means "no limit": OwnPool's slots bound it instead.
-    # The proxy is the session's, not AiohttpTransport's, and aiohttp's own
-    # trust_env stays off: it would also send ~/.netrc passwords to the API.
+    # aiohttp's own trust_env stays off: it would also send ~/.netrc passwords.
     return AiohttpTransport(
         verify=context,
+        proxy=_aiohttp_proxy(network.proxy),
         limits=httpx.Limits(max_connections=None, keepalive_expiry=5.0),
         client=lambda: aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=5.0, ssl=context),
             timeout=aiohttp.ClientTimeout(total=None),
-            proxy=proxy.url if proxy is not None else None,
-            proxy_auth=auth,
         ),
     )
+
+
+def _aiohttp_proxy(route: ProxyRoute | None) -> httpx.Proxy | None:
+    """
+    The proxy as AiohttpTransport hands it to aiohttp on each request.
+
+    The credentials go as a Proxy-Authorization header of the CONNECT request:
+    not in the proxy URL, which aiohttp puts in its errors' messages, nor as
+    aiohttp's BasicAuth, which it deprecates.
+    """
+    if route is None:
+        return None
+    headers = None
+    if route.username is not None:
+        pair = f"{route.username}:{route.password or ''}".encode()
+        headers = {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+    return httpx.Proxy(route.url, headers=headers)
 
 
 class PoolState(enum.Enum):
