@@ -327,9 +327,11 @@ class OwnPool:
         """
         Send through this loop's transport (inside ``slot()``); read at most MAX_BODY.
         """
-        transport = self.here().transport
-        if transport is None:  # pragma: no cover - slot() opened it
-            raise ClientClosedError("the pool has no transport: it was closed")
+        # slot() checked the loop and opened the pool; only aclose() can have closed it since.
+        pool = self._pool
+        transport = pool.transport if isinstance(pool, LoopPool) else None
+        if transport is None:
+            raise ClientClosedError("this AsyncVobiz client is closed; create a new one")
         response = await transport.handle_async_request(request)
         response.request = request
         return await read_capped(response)
