@@ -33,6 +33,7 @@ from vobiz_async import (
     RetryPolicy,
     TLSCertificateError,
 )
+from vobiz_async._network import environment_proxy
 from vobiz_async.testing import FakeVobiz
 
 from .conftest import AUTH_ID, AUTH_TOKEN, FakeTime
@@ -619,3 +620,63 @@ async def test_cli_bad_proxy_variable_is_a_usage_error_without_the_password(
     assert "HTTPS_PROXY" in run.stderr
     assert "Traceback" not in run.stderr
     assert QUOTED_PASSWORD not in run.stderr + run.stdout
+
+
+# -- which proxy, by httpx's rules ---------------------------------------------------
+
+
+def httpx_choice(url: httpx.URL) -> str | None:
+    """The proxy httpx itself would use for `url`, from its own (internal) resolution."""
+    from httpx._utils import URLPattern, get_environment_proxies
+
+    mounts = sorted(
+        ((URLPattern(key), value) for key, value in get_environment_proxies().items()),
+        key=lambda item: item[0].priority,
+    )
+    return next((value for pattern, value in mounts if pattern.matches(url)), None)
+
+
+@pytest.mark.parametrize(
+    "no_proxy",
+    [
+        "",
+        "*",
+        "127.0.0.1",
+        "127.0.0.2",
+        "::1",
+        "localhost",
+        "vobiz.ai",
+        ".vobiz.ai",
+        "api.vobiz.ai",
+        "pi.vobiz.ai",
+        "https://api.vobiz.ai",
+        "http://api.vobiz.ai",
+        "api.vobiz.ai:8443",
+        "https://api.vobiz.ai:8443",
+        " example.com , vobiz.ai ",
+        "192.168.0.0/16",
+        "http://[",
+    ],
+)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.vobiz.ai/api/v1",
+        "https://api.vobiz.ai:8443/api/v1",
+        "https://127.0.0.1:8443/api/v1",
+        "https://[::1]:8443/api/v1",
+        "https://localhost/api/v1",
+    ],
+)
+@pytest.mark.parametrize(
+    "variables", [("HTTPS_PROXY",), ("ALL_PROXY",), ("HTTPS_PROXY", "ALL_PROXY")]
+)
+def test_the_environment_proxy_is_the_one_httpx_would_use(
+    no_proxy: str, url: str, variables: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTPS_PROXY, ALL_PROXY and NO_PROXY decide as they do for plain httpx."""
+    for variable in variables:
+        monkeypatch.setenv(variable, f"{variable.lower()}.example:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    found = environment_proxy(httpx.URL(url))
+    assert (found[0] if found else None) == httpx_choice(httpx.URL(url))
