@@ -16,8 +16,16 @@ from ._bulk import ResultHook, StopResultStream, iter_stop_many, stop_many
 from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Settings
 from ._exceptions import ConfigurationError, NotFoundError
 from ._models import BulkReport, Outcome, StopResult
+from ._network import ProxyTypes, VerifyTypes
 from ._retry import RetryPolicy, Sleep
-from ._sender import CallerClient, OwnPool, Sender, default_transport
+from ._sender import (
+    CallerClient,
+    DefaultTransports,
+    GivenTransport,
+    OwnPool,
+    Sender,
+    Transports,
+)
 from ._session import Lifecycle, Session
 from ._targets import AllStreams, Recording, Stream, Target
 
@@ -33,11 +41,34 @@ class AsyncVobiz:
     ``VOBIZ_AUTH_ID``, ``VOBIZ_AUTH_TOKEN`` and ``VOBIZ_BASE_URL`` variables.
     Any bad argument raises ConfigurationError (a ValueError) here.
 
+    One client per event loop: its connection pool belongs to the loop it
+    runs on. Once that loop has closed (each ``asyncio.run()`` closes its
+    own), the next use on another loop opens a new pool; used on another loop
+    while its own is still open, it raises EventLoopError. Construction
+    builds nothing that costs: the pool opens at the first request.
+
+    The default transport (httpx on aiohttp) connects as httpx would:
+
+    - ``proxy``: a proxy URL (``http://user:password@host:port``, http or
+      https) or an ``httpx.Proxy`` (URL and auth only), used for every
+      request. Without it, with ``trust_env``, ``HTTPS_PROXY`` or
+      ``ALL_PROXY`` (either case) is used unless ``NO_PROXY`` names the host.
+      A plain-http base URL (loopback only) never goes through a proxy: the
+      proxy would see the token in clear text.
+    - ``verify``: True (the default) trusts certifi's CA bundle, or with
+      ``trust_env`` the one named by ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``;
+      a CA bundle's path (file or hashed directory) or an ``ssl.SSLContext``
+      trusts those instead. False is refused: it would hand the token to
+      anyone in the middle.
+    - ``trust_env``: False ignores the proxy and CA variables (not the
+      ``VOBIZ_*`` ones).
+
     ``http_client`` replaces the default client (httpx on aiohttp): it is used
     as given, hooks and all, and never closed here. ``transport`` keeps our own
     client but swaps what is under it (``FakeVobiz().transport()`` in tests);
-    we close it. ``sleep`` and ``clock`` exist so that tests can run retries
-    without waiting.
+    we close it. With either, ``proxy``, ``verify`` and ``trust_env`` are
+    theirs to configure, and passing them here is a ConfigurationError.
+    ``sleep`` and ``clock`` exist so that tests can run retries without waiting.
     """
 
     def __init__(
@@ -51,6 +82,9 @@ class AsyncVobiz:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        proxy: ProxyTypes | None = None,
+        verify: VerifyTypes = True,
+        trust_env: bool = True,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -61,6 +95,10 @@ class AsyncVobiz:
             timeout=timeout,
             max_connections=max_connections,
             retry=retry,
+            proxy=proxy,
+            verify=verify,
+            trust_env=trust_env,
+            default_transport=http_client is None and transport is None,
         )
         _check_collaborators(http_client, transport, sleep, clock)
         sender: Sender
@@ -69,11 +107,13 @@ class AsyncVobiz:
                 raise ConfigurationError("pass http_client or transport, not both")
             sender = CallerClient(http_client, max_connections=max_connections)
         else:
-            sender = OwnPool(
-                transport if transport is not None else default_transport(),
-                max_connections=max_connections,
-                timeout=settings.timeout,
-            )
+            transports: Transports
+            if transport is not None:
+                transports = GivenTransport(transport)
+            else:
+                assert settings.network is not None  # resolved for the default transport
+                transports = DefaultTransports(settings.network)
+            sender = OwnPool(transports, max_connections=max_connections, timeout=settings.timeout)
         self._session = Session(settings, sender, clock=clock, sleep=sleep)
 
     def __repr__(self) -> str:

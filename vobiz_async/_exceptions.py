@@ -5,6 +5,7 @@ The tree::
 
     VobizError
     ├── ClientClosedError              (also a RuntimeError) the client was used after aclose()
+    ├── EventLoopError                 (also a RuntimeError) used on a second event loop at once
     ├── ConfigurationError             (also a ValueError) missing credentials, unsafe base URL
     ├── InvalidTargetError             (also a ValueError) refused before any request was sent
     ├── APIConnectionError             no HTTP response: refused, reset, dropped
@@ -53,6 +54,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
+    "EventLoopError",
     "InvalidTargetError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -132,6 +134,21 @@ def _restore(cls: type[E], message: str, state: dict[str, Any]) -> E:
 class ClientClosedError(VobizError, RuntimeError):
     """
     The client was used after ``aclose()`` or after its ``async with`` block.
+    """
+
+
+class EventLoopError(VobizError, RuntimeError):
+    """
+    The client was used on one event loop while the loop it runs on is still open.
+
+    The rule is one client per event loop: a client's connections belong to
+    the loop that opened them. When that loop has closed (each
+    ``asyncio.run()`` closes its own), the next use on another loop quietly
+    opens a new pool; while it is still open, running in another thread or
+    merely not running right now, using the client elsewhere raises this,
+    before any request is sent. A RuntimeError too, as asyncio's own "attached
+    to a different loop" errors are, rather than a ClientClosedError: the
+    client is fine on its own loop.
     """
 
 
@@ -451,10 +468,13 @@ def _masked(response: httpx.Response, redact: Redactor) -> httpx.Response:
 
 
 def transport_error(
-    exc: BaseException, *, label: str, timeout: float, redact: Redactor
+    exc: BaseException, *, label: str, timeout: float, redact: Redactor, via: str = ""
 ) -> VobizError:
     """
     Name a transport failure for what it was, in words that hold no token.
+
+    ``via`` names the proxy the request went through (" through the proxy
+    ..."), so that a failure at the proxy does not read as one at the API.
 
     httpx-aiohttp maps every aiohttp ClientConnectionError, a refused or a
     dropped connection included, to httpx.ConnectTimeout; the aiohttp cause
@@ -466,7 +486,7 @@ def transport_error(
     if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
         exc = cause
     elif isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return APITimeoutError(f"no response within {timeout:.3g}s for {label}")
+        return APITimeoutError(f"no response within {timeout:.3g}s for {label}{via}")
     what = (
         f"{type(exc).__name__}: {shorten(redact(str(exc)), 300)}"
         if str(exc)
@@ -478,7 +498,7 @@ def transport_error(
         kind = TLSCertificateError
     elif isinstance(exc, aiohttp.ClientConnectorError | httpx.ConnectError):
         kind = APIConnectError
-    error = kind(f"connection failed for {label}: {what}")
+    error = kind(f"connection failed for {label}{via}: {what}")
     error.detail = what
     error.__cause__ = os_error
     return error

@@ -20,6 +20,7 @@ from ._config import Settings
 from ._exceptions import (
     APIStatusError,
     ClientClosedError,
+    EventLoopError,
     InvalidTargetError,
     VobizError,
     is_json_or_empty,
@@ -63,7 +64,10 @@ class Session:
         self.state = Lifecycle.OPEN
         # One Headers object for every request: httpx copies it into each one.
         self._headers = settings.headers()
-        self.redact = Redactor(settings.auth_token)
+        self.redact = Redactor(*settings.secrets)
+        proxy = settings.network.proxy if settings.network is not None else None
+        # Named in connection errors: a failure at the proxy is not one at the API.
+        self._via = f" through the proxy {proxy.describe()}" if proxy is not None else ""
 
     @property
     def retry(self) -> RetryPolicy:
@@ -86,7 +90,12 @@ class Session:
         if self.state is Lifecycle.CLOSED:
             return
         self.state = Lifecycle.CLOSED
-        await self.sender.aclose()
+        try:
+            await self.sender.aclose()
+        except EventLoopError:
+            # Refused before closing anything: the client stays open on its own loop.
+            self.state = Lifecycle.OPEN
+            raise
 
     def lease_pool(self) -> Lease:
         """
@@ -227,7 +236,9 @@ class Session:
             return ClientClosedError(f"the client was closed while sending {label}")
         if isinstance(exc, httpx.RequestError | aiohttp.ClientError | OSError):
             # OSError includes the TimeoutError of asyncio.timeout above.
-            return transport_error(exc, label=label, timeout=timeout, redact=self.redact)
+            return transport_error(
+                exc, label=label, timeout=timeout, redact=self.redact, via=self._via
+            )
         return unexpected_send_error(exc, label=label, redact=self.redact)
 
 

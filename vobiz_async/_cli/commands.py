@@ -93,6 +93,8 @@ def stop_from_file(target_type: type[Target], source: TextIO, options: Options) 
                 base_url=options.base_url,
                 timeout=options.timeout,
                 retry=RetryPolicy(max_attempts=options.max_attempts),
+                proxy=options.proxy,
+                verify=options.ca_bundle if options.ca_bundle is not None else True,
             )
         except (ConfigurationError, InvalidTargetError) as exc:
             raise click.UsageError(str(exc)) from None

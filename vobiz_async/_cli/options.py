@@ -98,6 +98,22 @@ class Options:
             help="Attempts per target; 1 turns retries off.",
         ),
     )
+    proxy: str | None = attrs.field(
+        default=None,
+        metadata=click_option(
+            metavar="URL",
+            help="HTTP proxy for every request [default: $HTTPS_PROXY or $ALL_PROXY, "
+            "unless $NO_PROXY names the host]. A password is better kept in the variable.",
+        ),
+    )
+    ca_bundle: Path | None = attrs.field(
+        default=None,
+        metadata=click_option(
+            type=click.Path(exists=True, path_type=Path),
+            help="CA certificates (PEM file or hashed directory) to trust instead "
+            "[default: $SSL_CERT_FILE, $SSL_CERT_DIR or certifi's].",
+        ),
+    )
     quiet: bool = attrs.field(default=False, metadata=QUIET)
     json: bool = attrs.field(default=False, metadata=JSON)
 
