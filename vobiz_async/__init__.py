@@ -1,9 +1,10 @@
 """
-Stop Vobiz streams and recordings from asyncio code: pooled, retried, and in bulk.
+Find and stop Vobiz streams and recordings from asyncio code: pooled, retried, and in bulk.
 """
 
 from ._bulk import StopResultStream
 from ._client import DEFAULT_BASE_URL, AsyncVobiz
+from ._discovery import ListLiveCalls, ListStreams, StreamInfo, StreamListing
 from ._exceptions import (
     APIConnectError,
     APIConnectionError,
@@ -41,6 +42,8 @@ __all__ = [
     "ConfigurationError",
     "DEFAULT_BASE_URL",
     "InvalidTargetError",
+    "ListLiveCalls",
+    "ListStreams",
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",
@@ -52,6 +55,8 @@ __all__ = [
     "StopResult",
     "StopResultStream",
     "Stream",
+    "StreamInfo",
+    "StreamListing",
     "TLSCertificateError",
     "Target",
     "UnexpectedResponseError",
