@@ -242,7 +242,7 @@ def _decode(content: bytes, redact: Redactor) -> Any:
     try:
         data = json.loads(content)
     except (ValueError, RecursionError):
-        raise MalformedAnswer("the body is not JSON") from None
+        raise MalformedAnswer() from None  # empty or not JSON: the error shows the body
     return _redacted(data, redact)
 
 

@@ -425,10 +425,11 @@ def unexpected_response(
 
 class MalformedAnswer(ValueError):
     """
-    A listing's answer is JSON but not the shape it should be; the message says how.
+    A listing's answer is not the shape it should be; the message says how.
 
     Raised by the parsers and turned into UnexpectedResponseError by the session,
-    which has the response and the request's label.
+    which has the response and the request's label. Without a message, the
+    body is empty or not JSON, and the error shows the body instead.
     """
 
 

@@ -279,22 +279,15 @@ class Session:
         if not 200 <= status < 300:
             raise self._failure(response, label)
         content = response.content
-        if not content.strip() or not is_json_or_empty(content):
-            # An empty 200 or a portal's page: nothing to read a listing from.
-            raise malformed_answer(response, label=label, why=None, redact=self.redact)
         if len(content) >= MAX_LIST_BODY:
-            raise malformed_answer(
-                response,
-                label=label,
-                why=f"larger than the {MAX_LIST_BODY // 2**20} MiB this client reads",
-                redact=self.redact,
-            )
-        try:
-            return parse(content, self.redact)
-        except MalformedAnswer as exc:
-            raise malformed_answer(
-                response, label=label, why=str(exc), redact=self.redact
-            ) from None
+            why: str | None = f"larger than the {MAX_LIST_BODY // 2**20} MiB this client reads"
+        else:
+            try:
+                return parse(content, self.redact)
+            except MalformedAnswer as exc:
+                # No reason given: the body is empty or not JSON, and is shown instead.
+                why = str(exc) or None
+        raise malformed_answer(response, label=label, why=why, redact=self.redact)
 
     def _failure(self, response: httpx.Response, label: str) -> APIStatusError:
         """

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import collections
 import enum
 import inspect
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator
@@ -121,8 +120,10 @@ class _Source:
         # Two workers must never be inside one async generator's __anext__ at once.
         self._lock = asyncio.Lock()
         self._input_left = True
-        # What discoveries found, each a lazy iterator; the last is read first.
-        self._found: collections.deque[Iterator[Target | Discovery]] = collections.deque()
+        # What discoveries found, the last read first: each a lazy iterator and
+        # its next item, read ahead so that an exhausted one is dropped at once.
+        # (Dropped only when found exhausted, they piled up under newer ones.)
+        self._found: list[tuple[Iterator[Target | Discovery], object]] = []
         self._discovering = 0
         self._more = asyncio.Event()
         #: Workers waiting for the next item right now.
@@ -144,11 +145,10 @@ class _Source:
         """
         while True:
             found = self._found
-            while found:
-                item = next(found[-1], _END)
-                if item is not _END:
-                    return item  # type: ignore[return-value]
-                found.pop()
+            if found:
+                items, item = found.pop()
+                self._push(items)
+                return item  # type: ignore[return-value]
             if self._input_left:
                 item = await self._next_input()
                 if item is not _END:
@@ -186,9 +186,14 @@ class _Source:
         """
         A discovery ended with ``items`` to read next.
         """
-        self._found.append(iter(items))
         self._discovering -= 1
         self._more.set()
+        self._push(iter(items))
+
+    def _push(self, items: Iterator[Target | Discovery]) -> None:
+        item = next(items, _END)
+        if item is not _END:
+            self._found.append((items, item))
 
 
 async def fan_out(
