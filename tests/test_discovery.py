@@ -25,6 +25,7 @@ from vobiz_async import (
     StreamInfo,
     UnexpectedResponseError,
 )
+from vobiz_async._discovery import Page
 from vobiz_async.testing import FakeVobiz, Faults
 
 from .conftest import ACCOUNT, AUTH_ID, AUTH_TOKEN, FakeTime, make_client
@@ -458,3 +459,76 @@ async def test_listing_faults_in_the_fake_are_ridden_out() -> None:
         listed = await collect(vobiz.list_streams("call-1"))
     assert len(listed) == 50
     assert {r.fault for r in fake.requests} >= {"error_503", "rate_limit", None}
+
+
+# -- the paging rules, one by one -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("page", "offset", "asked", "after"),
+    [
+        pytest.param(Page([1, 2], next=None), 0, 2, None, id="next-null-ends-even-a-full-page"),
+        pytest.param(Page([1, 2], next="/x/?offset=40"), 0, 2, 40, id="next-says-where"),
+        pytest.param(Page([1, 2], next="/x/?offset=abc"), 10, 2, 12, id="next-unreadable"),
+        pytest.param(Page([1, 2], next="/x/?offset=3"), 10, 2, 12, id="next-going-back"),
+        pytest.param(Page([1, 2], next="/x/?limit=5"), 10, 2, 12, id="next-without-offset"),
+        pytest.param(Page([1], total=5), 0, 20, 1, id="total-not-reached"),
+        pytest.param(Page([1, 2], total=2), 0, 20, None, id="total-reached"),
+        pytest.param(Page([1, 2], total=1, size=2), 0, 20, 2, id="full-page-past-a-total"),
+        pytest.param(Page([1, 2], size=2), 0, 20, 2, id="full-at-the-servers-size"),
+        pytest.param(Page([1, 2]), 4, 2, 6, id="full-at-the-size-asked"),
+        pytest.param(Page([1]), 4, 2, None, id="short-page-ends"),
+        pytest.param(Page([], next="/x/?offset=9", total=99), 0, 2, None, id="empty-ends"),
+        pytest.param(Page([1, 2]), 0, None, None, id="no-size-known"),
+    ],
+)
+def test_when_there_is_a_next_page(
+    page: Page, offset: int, asked: int | None, after: int | None
+) -> None:
+    """meta.next decides; else a total not reached, or a full page; an empty page ends it."""
+    assert page.next_offset(offset, asked) == after
+
+
+def test_fake_listing_options_are_checked() -> None:
+    """A paging envelope or page size the fake does not know is refused at construction."""
+    with pytest.raises(ValueError, match="paging must be 'meta' or 'page'"):
+        FakeVobiz(paging="cursor")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="page_limit must be an int >= 1"):
+        FakeVobiz(page_limit=0)
+    with pytest.raises(ValueError, match="live_page_size must be an int >= 1"):
+        FakeVobiz(live_page_size=-1)
+
+
+def test_fake_starts_streams_on_live_calls_only() -> None:
+    """start_stream needs a call from add_call, and a stream id not taken on it."""
+    fake = FakeVobiz()
+    fake.add_call("call-1", streams=["s-1"])
+    generated = fake.start_stream("call-1", "wss://bot/x")
+    assert fake.active_streams("call-1") == {"s-1", generated}
+    with pytest.raises(ValueError, match="no live call 'call-2'"):
+        fake.start_stream("call-2", "wss://bot/x")
+    with pytest.raises(ValueError, match="already has a stream 's-1'"):
+        fake.start_stream("call-1", "wss://bot/x", stream_id="s-1")
+    fake.end_call("call-1")
+    assert fake.live_calls() == []
+    with pytest.raises(ValueError, match="no live call 'call-1'"):
+        fake.start_stream("call-1", "wss://bot/x")
+
+
+@pytest.mark.parametrize("query", ["limit=abc", "offset=-1"])
+async def test_fake_does_not_know_a_listing_with_a_bad_count(query: str) -> None:
+    """A limit or offset that is not a count is no route of the fake: 404."""
+    fake = FakeVobiz(open_world=True)
+    async with fake.http_client() as http:
+        answer = await http.get(
+            f"https://api.vobiz.ai/api/v1/Account/{fake.auth_id}/Call/c/Stream/?{query}",
+            headers={"X-Auth-ID": fake.auth_id, "X-Auth-Token": fake.auth_token},
+        )
+    assert answer.status_code == 404
+    assert fake.requests[0].target is None
+
+
+def test_listing_requests_describe_themselves() -> None:
+    """As a stop target does, for messages."""
+    assert ListLiveCalls().describe() == "live calls"
+    assert ListStreams("c-1").describe() == "streams on call 'c-1'"

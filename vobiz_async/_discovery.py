@@ -47,7 +47,6 @@ __all__ = [
     "StreamInfo",
     "StreamListing",
     "iter_live_calls",
-    "list_all_streams",
     "next_live_page",
     "paging_error",
     "parse_live_calls",
@@ -454,15 +453,6 @@ async def stream_pages(
             )
         offset = page.next_offset(offset, PAGE_LIMIT)
         yield new
-
-
-async def list_all_streams(
-    session: Session, call_uuid: str, *, gate: Gate = UNGATED
-) -> list[StreamInfo]:
-    """
-    Every stream on a call, every page read.
-    """
-    return [info async for page in stream_pages(session, call_uuid, gate=gate) for info in page]
 
 
 def selector(streams_to: str | Callable[[StreamInfo], bool]) -> Callable[[StreamInfo], bool]:

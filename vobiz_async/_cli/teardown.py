@@ -38,8 +38,9 @@ from .tally import Tally
 
 __all__ = ["TeardownTally", "run_teardown", "teardown"]
 
-#: An argument with one of these endings, or a /, names a file: a typo must not become a call.
-FILE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".txt")
+#: An argument with one of these names a file, never a call: Vobiz call UUIDs have
+#: none, and a file name with a typo must not become a call UUID.
+FILE_MARKS = frozenset("./\\")
 #: Targets of each kind the dry run shows as examples.
 EXAMPLES = 3
 #: What a file of calls must hold: the call_uuid column, as for stop-all-streams.
@@ -205,7 +206,7 @@ def call_inputs(arguments: tuple[str, ...], *, live: bool) -> list[CallFile | st
             inputs.append(CallFile(None))
         elif path.is_file():
             inputs.append(CallFile(path))
-        elif "/" in argument or argument.lower().endswith(FILE_SUFFIXES):
+        elif not FILE_MARKS.isdisjoint(argument):
             raise click.UsageError(f"no such file: {argument}")
         else:
             try:
