@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ from vobiz_async import (
 from vobiz_async.testing import FakeVobiz, Faults, RateLimit
 
 from .conftest import FakeTime, make_client
+from .test_readme import python_block
 
 BOT_3 = "wss://bot-3.example.com/"
 PATIENT = RetryPolicy(max_attempts=20, wait_initial=0.001, wait_max=0.01)
@@ -477,3 +479,20 @@ async def test_ten_thousand_live_calls_on_a_socket_each_stopped_once() -> None:
     assert len(report) == 10_000
     assert set(fake.stop_counts) == {Stream(call, "b") for call in many(10_000)}
     assert fake.stopped_more_than_once() == {}
+
+
+async def test_the_readme_example_runs_as_written() -> None:
+    """README "Find what runs": what_runs lists bot-3's stream; incident stops it all."""
+    namespace: dict[str, Any] = {}
+    exec(python_block("## Find what runs, then stop it"), namespace)  # noqa: S102
+    fake = seeded(calls=2, streams=5)
+    async with client(fake) as vobiz:
+        running = await namespace["what_runs"](vobiz)
+        assert len(running) == 10
+        await namespace["incident"](vobiz)
+    assert set(fake.stop_counts) == {
+        *(Stream(f"call-{i}", f"s-{i}-3") for i in range(2)),
+        *(AllStreams(f"call-{i}") for i in range(2)),
+        *(Recording(f"call-{i}") for i in range(2)),
+    }
+    assert not any(fake.active_streams(f"call-{i}") for i in range(2))
