@@ -496,3 +496,29 @@ async def test_the_readme_example_runs_as_written() -> None:
         *(Recording(f"call-{i}") for i in range(2)),
     }
     assert not any(fake.active_streams(f"call-{i}") for i in range(2))
+
+
+async def test_a_predicate_that_raises_stops_the_batch() -> None:
+    """Like an on_result hook that raises: the batch stops and the error comes out."""
+    fake = seeded(calls=3, streams=5)
+
+    def broken(info: StreamInfo) -> bool:
+        raise KeyError("no such field")
+
+    async with client(fake) as vobiz:
+        with pytest.raises(ExceptionGroup) as caught:
+            await vobiz.teardown(streams_to=broken)
+    assert caught.group_contains(KeyError)
+    assert deletes(fake) == [] or all(isinstance(t, Recording) for t in deletes(fake))
+
+
+async def test_leaving_live_calls_early_is_clean() -> None:
+    """Breaking out of the async for reads no further page (and warns of nothing)."""
+    fake = FakeVobiz(live_page_size=2)
+    for i in range(6):
+        fake.add_call(f"c-{i}")
+    async with client(fake) as vobiz:
+        async for call in vobiz.live_calls():
+            if call == "c-1":
+                break
+    assert fake.request_count == 1

@@ -170,7 +170,9 @@ class StreamInfo:
     @classmethod
     def from_api(cls, data: object) -> StreamInfo:
         """
-        Read one stream object; MalformedAnswer if it is not an object with a ``stream_id``.
+        Read one stream object as the API sends it (a dict from its JSON).
+
+        A ValueError if it is not an object with a non-empty ``stream_id``.
         """
         if not isinstance(data, dict):
             raise MalformedAnswer(f"a stream is a JSON {_json_type(data)}, not an object")
@@ -185,7 +187,7 @@ class StreamInfo:
             audio_track=_text(data.get("audio_track")),
             start_time=_when(data.get("start_time")),
             end_time=_when(data.get("end_time")),
-            raw=types.MappingProxyType(data),
+            raw=types.MappingProxyType(dict(data)),
         )
 
 
