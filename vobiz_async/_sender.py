@@ -60,9 +60,9 @@ class Sender(Protocol):
         Hold a place in the pool; ``send`` only inside it.
         """
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
+    async def send(self, request: httpx.Request, *, limit: int = MAX_BODY) -> httpx.Response:
         """
-        Send one request, never following a redirect.
+        Send one request, never following a redirect; read a success answer to ``limit`` bytes.
         """
 
     def lease(self) -> Lease:
@@ -323,9 +323,9 @@ class OwnPool:
         """
         return _Slot(self)
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
+    async def send(self, request: httpx.Request, *, limit: int = MAX_BODY) -> httpx.Response:
         """
-        Send through this loop's transport (inside ``slot()``); read at most MAX_BODY.
+        Send through this loop's transport (inside ``slot()``); read at most ``limit``.
         """
         # slot() checked the loop and opened the pool; only aclose() can have closed it since.
         pool = self._pool
@@ -334,7 +334,7 @@ class OwnPool:
             raise ClientClosedError("this AsyncVobiz client is closed; create a new one")
         response = await transport.handle_async_request(request)
         response.request = request
-        return await read_capped(response)
+        return await read_capped(response, limit)
 
     def lease(self) -> Lease:
         """
@@ -598,12 +598,12 @@ class CallerClient:
         """
         return contextlib.nullcontext()
 
-    async def send(self, request: httpx.Request) -> httpx.Response:
+    async def send(self, request: httpx.Request, *, limit: int = MAX_BODY) -> httpx.Response:
         """
         The client's full ``send()``, hooks included; never following a redirect.
         """
         response = await self.client.send(request, stream=True, follow_redirects=False)
-        return await read_capped(response)
+        return await read_capped(response, limit)
 
     def lease(self) -> Lease:
         """
@@ -617,18 +617,22 @@ class CallerClient:
         """
 
 
-async def read_capped(response: httpx.Response) -> httpx.Response:
+async def read_capped(response: httpx.Response, limit: int = MAX_BODY) -> httpx.Response:
     """
-    The response with at most MAX_BODY bytes of its body, as sent (never decompressed).
+    The response with at most ``limit`` bytes of its body, as sent (never decompressed).
 
-    The common answer (a 204, or a small Content-Length) with no encoding is
-    read as is. Anything else (no length, a large one, an encoding we did not
-    ask for) is read raw up to the cap into a new response, and the stream is
-    closed there, so a huge answer's connection is dropped rather than drained.
+    ``limit`` applies to a success answer (a listing's may be large); any other
+    answer is read to MAX_BODY at most. The common answer (a 204, or a small
+    Content-Length) with no encoding is read as is. Anything else (no length, a
+    large one, an encoding we did not ask for) is read raw up to the cap into a
+    new response, and the stream is closed there, so a huge answer's connection
+    is dropped rather than drained.
     """
+    if not 200 <= response.status_code < 300:
+        limit = min(limit, MAX_BODY)
     headers = response.headers
     length = headers.get("content-length", "")
-    small = response.status_code == 204 or (length.isdigit() and int(length) <= MAX_BODY)
+    small = response.status_code == 204 or (length.isdigit() and int(length) <= limit)
     if small and "content-encoding" not in headers and not response.is_stream_consumed:
         try:
             await response.aread()
@@ -645,7 +649,7 @@ async def read_capped(response: httpx.Response) -> httpx.Response:
             async for chunk in response.aiter_raw():
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= MAX_BODY:
+                if size >= limit:
                     break
     finally:
         await response.aclose()
@@ -653,7 +657,7 @@ async def read_capped(response: httpx.Response) -> httpx.Response:
         response.status_code,
         # The body stays as sent: we asked for identity and decode nothing.
         headers=[(k, v) for k, v in headers.multi_items() if k.lower() != "content-encoding"],
-        content=b"".join(chunks)[:MAX_BODY],
+        content=b"".join(chunks)[:limit],
         request=response.request,
         extensions=response.extensions,
     )

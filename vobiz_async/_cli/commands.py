@@ -21,6 +21,7 @@ from .demo import run_demo
 from .input import InputError, count_rows, read_rows
 from .options import DemoOptions, Options, with_options
 from .run import execute
+from .teardown import teardown
 
 __all__ = ["cli"]
 
@@ -66,6 +67,9 @@ def stop_recordings(options: Options, file: TextIO) -> None:
     Stop recordings per row: call_uuid, and url to stop only that one.
     """
     stop_from_file(Recording, file, options)
+
+
+cli.add_command(teardown)
 
 
 @cli.command()

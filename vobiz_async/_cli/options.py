@@ -17,7 +17,7 @@ from typing import Any, Concatenate, TypeVar
 import attrs
 import click
 
-__all__ = ["DemoOptions", "Options", "with_options"]
+__all__ = ["DemoOptions", "Options", "TeardownOptions", "with_options"]
 
 # Field metadata key: the keyword arguments of the field's click.option, but its default.
 CLICK = "vobiz_cli_option"
@@ -145,9 +145,56 @@ class DemoOptions:
     report: Path | None = attrs.field(default=None, metadata=REPORT)
     quiet: bool = attrs.field(default=False, metadata=QUIET)
     json: bool = attrs.field(default=False, metadata=JSON)
+    teardown: bool = attrs.field(
+        default=False,
+        metadata=click_option(
+            is_flag=True,
+            help="Seed the fake with live calls and run `teardown --live` against it instead.",
+        ),
+    )
 
 
-AnyOptions = TypeVar("AnyOptions", Options, DemoOptions)
+def _a_prefix(_: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must be a URL prefix, such as wss://bot-3.example.com/")
+    return value
+
+
+@attrs.frozen
+class TeardownOptions(Options):
+    """
+    The options of the teardown command: the stop commands', and what to tear down.
+    """
+
+    live: bool = attrs.field(
+        default=False,
+        metadata=click_option(
+            is_flag=True, help="Every live call on the account (GET Call/?status=live)."
+        ),
+    )
+    streams_to: str | None = attrs.field(
+        default=None,
+        metadata=click_option(
+            metavar="URL_PREFIX",
+            callback=_a_prefix,
+            help="List each call's streams; stop only the running ones whose service_url "
+            "starts with this. Default: every stream, one request per call.",
+        ),
+    )
+    no_recordings: bool = attrs.field(
+        default=False,
+        metadata=click_option(is_flag=True, help="Leave recordings alone."),
+    )
+    dry_run: bool = attrs.field(
+        default=False,
+        metadata=click_option(
+            is_flag=True,
+            help="Print the plan: list what would stop (GETs only) and send no DELETE.",
+        ),
+    )
+
+
+AnyOptions = TypeVar("AnyOptions", Options, DemoOptions, TeardownOptions)
 
 
 def with_options(
