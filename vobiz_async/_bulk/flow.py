@@ -60,6 +60,8 @@ BETA = 0.7
 #: Seconds from a cut back to the rate that hit the wall.
 K = 2.0
 MIN_RATE = 0.5
+#: A wait shorter than this is no wait (a clock's resolution).
+TICK = 1e-6
 #: Seconds per doubling of the rate in slow start (a cut with no rate to trust).
 DOUBLING = 0.25
 #: Seconds after a cut during which sends still count as the old rate's.
@@ -272,7 +274,9 @@ class Pacer:
             while (rate := self._rate.allowed()) is not None:
                 now = self._clock()
                 at = self._last + 1 / rate
-                if at <= now:
+                # A timer may fire a hair before its time on a coarse clock
+                # (or a simulated one that only moves when asked): on time.
+                if at <= now + TICK:
                     # A late wake-up is made up for by the next request, but
                     # an idle spell does not bank a burst: at most one interval.
                     self._last = max(at, now - 1 / rate)
