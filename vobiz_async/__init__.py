@@ -23,6 +23,7 @@ from ._exceptions import (
     VobizError,
 )
 from ._models import BulkReport, Outcome, StopResult
+from ._observe import Attempt
 from ._retry import RETRYABLE_STATUSES, RetryPolicy
 from ._targets import AllStreams, Recording, Stream, Target
 from ._version import __version__
@@ -34,6 +35,7 @@ __all__ = [
     "APITimeoutError",
     "AllStreams",
     "AsyncVobiz",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
     "BulkReport",

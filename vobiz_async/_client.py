@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import httpx
 
@@ -16,10 +16,16 @@ from ._bulk import ResultHook, StopResultStream, iter_stop_many, stop_many
 from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Settings
 from ._exceptions import ConfigurationError, NotFoundError
 from ._models import BulkReport, Outcome, StopResult
+from ._observe import AttemptHook, check_hook
 from ._retry import RetryPolicy, Sleep
 from ._sender import CallerClient, OwnPool, Sender, default_transport
 from ._session import Lifecycle, Session
 from ._targets import AllStreams, Recording, Stream, Target
+from ._telemetry import telemetry_for
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncVobiz"]
 
@@ -38,6 +44,18 @@ class AsyncVobiz:
     client but swaps what is under it (``FakeVobiz().transport()`` in tests);
     we close it. ``sleep`` and ``clock`` exist so that tests can run retries
     without waiting.
+
+    ``on_attempt`` is called once per request sent, with an ``Attempt`` (the
+    target, its request number, status or error type, duration, whether
+    another request follows and after what wait; never a header, body or
+    error object). It is called synchronously in the middle of the stop, so
+    keep it quick; an exception it raises is logged once per client
+    (redacted) and ignored: it never breaks a stop.
+
+    With the OpenTelemetry API installed (the ``otel`` extra), every stop,
+    batch and request is traced and measured through ``tracer_provider`` and
+    ``meter_provider``, by default the global ones (see the README's
+    Telemetry section).
     """
 
     def __init__(
@@ -53,6 +71,9 @@ class AsyncVobiz:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        on_attempt: AttemptHook | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         settings = Settings.resolve(
             auth_id,
@@ -63,6 +84,10 @@ class AsyncVobiz:
             retry=retry,
         )
         _check_collaborators(http_client, transport, sleep, clock)
+        hook = check_hook(on_attempt)
+        telemetry = telemetry_for(
+            settings, tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
         sender: Sender
         if http_client is not None:
             if transport is not None:
@@ -74,7 +99,9 @@ class AsyncVobiz:
                 max_connections=max_connections,
                 timeout=settings.timeout,
             )
-        self._session = Session(settings, sender, clock=clock, sleep=sleep)
+        self._session = Session(
+            settings, sender, clock=clock, sleep=sleep, on_attempt=hook, telemetry=telemetry
+        )
 
     def __repr__(self) -> str:
         settings = self._session.settings
@@ -150,32 +177,74 @@ class AsyncVobiz:
     # -- single stops -----------------------------------------------------------------
 
     async def stop_stream(
-        self, call_uuid: str, stream_id: str, *, missing_ok: bool = True
+        self,
+        call_uuid: str,
+        stream_id: str,
+        *,
+        missing_ok: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> StopResult:
         """
         Stop one stream. A 404 (already stopped, unknown) is NOT_FOUND unless ``missing_ok=False``.
-        """
-        return await self.stop(Stream(call_uuid, stream_id), missing_ok=missing_ok)
 
-    async def stop_all_streams(self, call_uuid: str, *, missing_ok: bool = True) -> StopResult:
+        ``timeout`` and ``retry`` override the client's for this call (see ``stop``).
         """
-        Stop every stream on a call.
+        return await self.stop(
+            Stream(call_uuid, stream_id), missing_ok=missing_ok, timeout=timeout, retry=retry
+        )
+
+    async def stop_all_streams(
+        self,
+        call_uuid: str,
+        *,
+        missing_ok: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> StopResult:
         """
-        return await self.stop(AllStreams(call_uuid), missing_ok=missing_ok)
+        Stop every stream on a call; ``timeout`` and ``retry`` as in ``stop``.
+        """
+        return await self.stop(
+            AllStreams(call_uuid), missing_ok=missing_ok, timeout=timeout, retry=retry
+        )
 
     async def stop_recording(
-        self, call_uuid: str, url: str | None = None, *, missing_ok: bool = True
+        self,
+        call_uuid: str,
+        url: str | None = None,
+        *,
+        missing_ok: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> StopResult:
         """
         Stop the recording at ``url``, or every recording on the call when ``url`` is None.
-        """
-        return await self.stop(Recording(call_uuid, url), missing_ok=missing_ok)
 
-    async def stop(self, target: Target, *, missing_ok: bool = True) -> StopResult:
+        ``timeout`` and ``retry`` as in ``stop``.
+        """
+        return await self.stop(
+            Recording(call_uuid, url), missing_ok=missing_ok, timeout=timeout, retry=retry
+        )
+
+    async def stop(
+        self,
+        target: Target,
+        *,
+        missing_ok: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> StopResult:
         """
         Stop any target; raise the typed error if it failed once retries were spent.
+
+        ``timeout`` (seconds per attempt) and ``retry`` (a RetryPolicy, whose
+        ``deadline`` bounds the whole stop) override the client's for this
+        call only; None keeps the client's. A bad value raises
+        ConfigurationError before anything is sent.
         """
-        result = await self._session.stop(target)
+        limits = self._session.limits_for(timeout=timeout, retry=retry)
+        result = await self._session.stop(target, limits=limits)
         if result.error is not None:
             raise result.error
         if result.outcome is Outcome.NOT_FOUND and not missing_ok:
@@ -197,18 +266,24 @@ class AsyncVobiz:
         concurrency: int = 50,
         rate_limit: float | None = None,
         on_result: ResultHook | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> BulkReport:
         """
         Stop every target, at most ``concurrency`` at once and ``rate_limit`` requests a second.
 
         One result per target, in input order; one target's failure never stops the rest.
+        ``timeout`` and ``retry`` override the client's for every stop of this
+        batch (``retry.deadline`` bounds each stop, not the batch).
         """
+        limits = self._session.limits_for(timeout=timeout, retry=retry)
         return await stop_many(
             self._session,
             targets,
             concurrency=concurrency,
             rate_limit=rate_limit,
             on_result=on_result,
+            limits=limits,
         )
 
     def iter_stop_many(
@@ -218,6 +293,8 @@ class AsyncVobiz:
         concurrency: int = 50,
         rate_limit: float | None = None,
         on_result: ResultHook | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> StopResultStream:
         """
         Like stop_many(), yielding results as they complete and holding none of them.
@@ -225,12 +302,14 @@ class AsyncVobiz:
         ``async with vobiz.iter_stop_many(targets) as results:`` cancels what is
         still in flight when the block is left, however it is left.
         """
+        limits = self._session.limits_for(timeout=timeout, retry=retry)
         return iter_stop_many(
             self._session,
             targets,
             concurrency=concurrency,
             rate_limit=rate_limit,
             on_result=on_result,
+            limits=limits,
         )
 
 

@@ -32,10 +32,16 @@ class Sender(Protocol):
         """
 
     def build(
-        self, method: str, url: str, *, headers: httpx.Headers, json: dict[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: httpx.Headers,
+        json: dict[str, Any] | None,
+        timeout: float,
     ) -> httpx.Request:
         """
-        A request ready for ``send``.
+        A request ready for ``send``, whose attempts may take ``timeout`` seconds each.
         """
 
     def slot(self) -> contextlib.AbstractAsyncContextManager[object]:
@@ -112,7 +118,8 @@ class OwnPool:
         # Waiters for a slot, oldest first; each is handed its slot when woken.
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._slot = _Slot(self)
-        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._timeout = timeout
+        self._extensions = _timeout_extension(timeout)
 
     @property
     def capacity(self) -> int:
@@ -129,12 +136,23 @@ class OwnPool:
         return self._in_flight
 
     def build(
-        self, method: str, url: str, *, headers: httpx.Headers, json: dict[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: httpx.Headers,
+        json: dict[str, Any] | None,
+        timeout: float,
     ) -> httpx.Request:
         """
-        A bare request: our headers, the per-request timeout, nothing merged in.
+        A bare request: our headers, the attempt's timeout, nothing merged in.
+
+        The transport enforces the timeout it finds on the request (aiohttp's
+        socket read timeout), so a call that allows more than the client's
+        timeout must say so on its request, or the transport cuts it short.
         """
-        return httpx.Request(method, url, headers=headers, json=json, extensions=self._extensions)
+        extensions = self._extensions if timeout == self._timeout else _timeout_extension(timeout)
+        return httpx.Request(method, url, headers=headers, json=json, extensions=extensions)
 
     def slot(self) -> contextlib.AbstractAsyncContextManager[object]:
         """
@@ -213,6 +231,10 @@ class OwnPool:
         await self.transport.aclose()
 
 
+def _timeout_extension(timeout: float) -> dict[str, Any]:
+    return {"timeout": httpx.Timeout(timeout).as_dict()}
+
+
 class _Slot:
     """
     ``async with pool.slot():`` as a plain object: no generator per request.
@@ -273,10 +295,19 @@ class CallerClient:
         return self._capacity
 
     def build(
-        self, method: str, url: str, *, headers: httpx.Headers, json: dict[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: httpx.Headers,
+        json: dict[str, Any] | None,
+        timeout: float,
     ) -> httpx.Request:
         """
         A request through the caller's client: its own headers, cookies and timeouts merge in.
+
+        ``timeout`` is enforced around ``send`` by the session; the client's
+        own timeouts stay the caller's.
         """
         return self.client.build_request(method, url, headers=headers, json=json)
 

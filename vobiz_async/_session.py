@@ -2,7 +2,8 @@
 The machinery behind one AsyncVobiz: settings, sender, retries and results.
 
 ``Session`` is also the named interface the bulk engine uses: ``ensure_open``,
-``lease_pool``, ``stop(target, gate=...)``, ``clock``, ``sleep`` and ``retry``.
+``lease_pool``, ``stop(target, gate=..., limits=...)``, ``refuse``, ``limits_for``,
+``observers``, ``clock`` and ``sleep``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import asyncio
 import enum
 import functools
 import logging
-import time
 
 import aiohttp
 import httpx
 
-from ._config import Settings
+from ._config import CallLimits, Settings
 from ._exceptions import (
     APIStatusError,
     ClientClosedError,
@@ -31,10 +31,12 @@ from ._exceptions import (
     unexpected_send_error,
 )
 from ._models import Outcome, StopResult
+from ._observe import AttemptHook, Observers, Watch
 from ._redact import Redactor
 from ._retry import RETRYABLE_STATUSES, UNGATED, Attempts, Clock, Gate, RetryPolicy, Sleep
 from ._sender import Lease, Sender
 from ._targets import Target, check_target
+from ._telemetry import Telemetry
 
 __all__ = ["Lifecycle", "Session"]
 
@@ -55,15 +57,27 @@ class Session:
     Turns targets into requests, runs them under the retry policy, and reports.
     """
 
-    def __init__(self, settings: Settings, sender: Sender, *, clock: Clock, sleep: Sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sender: Sender,
+        *,
+        clock: Clock,
+        sleep: Sleep,
+        on_attempt: AttemptHook | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.settings = settings
         self.sender = sender
         self.clock = clock
         self.sleep = sleep
         self.state = Lifecycle.OPEN
+        #: The limits of every call that overrides neither.
+        self.limits = settings.limits
         # One Headers object for every request: httpx copies it into each one.
         self._headers = settings.headers()
         self.redact = Redactor(settings.auth_token)
+        self.observers = Observers(hook=on_attempt, telemetry=telemetry, redact=self.redact)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -71,6 +85,14 @@ class Session:
         The client's retry policy.
         """
         return self.settings.retry
+
+    def limits_for(self, *, timeout: float | None, retry: RetryPolicy | None) -> CallLimits:
+        """
+        One call's limits, overriding the client's where given; ConfigurationError if bad.
+        """
+        if timeout is None and retry is None:
+            return self.limits
+        return self.settings.limits_for(timeout=timeout, retry=retry)
 
     def ensure_open(self) -> None:
         """
@@ -94,26 +116,53 @@ class Session:
         """
         return self.sender.lease()
 
-    async def stop(self, target: Target, *, gate: Gate = UNGATED) -> StopResult:
+    async def stop(
+        self, target: Target, *, gate: Gate = UNGATED, limits: CallLimits | None = None
+    ) -> StopResult:
         """
         Stop one target and report how it went; never raises VobizError.
 
         Validate, build, run the retry policy, read the result. ``gate`` is the
-        batch's pacing and brakes around every attempt.
+        batch's pacing and brakes around every attempt; ``limits`` the call's
+        timeout and retry policy (the client's by default).
         """
+        with self.observers.watch(target) as watch:
+            result = await self._stop(target, gate, limits or self.limits, watch)
+            watch.finished(result)
+        return result
+
+    def refuse(self, target: Target, error: VobizError) -> StopResult:
+        """
+        A target failed without a request (a batch's brake is on); watched as any stop is.
+
+        A target that is not valid fails with its own InvalidTargetError instead.
+        """
+        with self.observers.watch(target) as watch:
+            try:
+                check_target(target)
+            except InvalidTargetError as exc:
+                error = exc
+            result = StopResult(target, Outcome.FAILED, error=error)
+            watch.finished(result)
+        return result
+
+    async def _stop(
+        self, target: Target, gate: Gate, limits: CallLimits, watch: Watch
+    ) -> StopResult:
         try:
             self.ensure_open()
-            request = self._build(check_target(target))
+            request = self._build(check_target(target), limits.timeout)
         except (ClientClosedError, InvalidTargetError) as exc:
             return StopResult(target, Outcome.FAILED, error=exc)
         attempts = Attempts(
-            self.retry,
-            timeout=self.settings.timeout,
+            limits.retry,
+            timeout=limits.timeout,
             clock=self.clock,
             sleep=self.sleep,
             gate=gate,
             preflight=self.ensure_open,
             label=_label(request),
+            watch=watch,
         )
         try:
             response = await attempts.run(functools.partial(self._send, request, attempts))
@@ -146,7 +195,7 @@ class Session:
         # The span the deadline covers: first request sent to last answer; 0 if none was.
         return 0.0 if attempts.started is None else self.clock() - attempts.started
 
-    def _build(self, target: Target) -> httpx.Request:
+    def _build(self, target: Target, timeout: float) -> httpx.Request:
         route = target.route
         try:
             return self.sender.build(
@@ -154,6 +203,7 @@ class Session:
                 self.settings.account_url + route.path_for(target),
                 headers=self._headers,
                 json=route.json_for(target),
+                timeout=timeout,
             )
         except Exception as exc:
             # Checked targets build; whatever still refuses is this target's failure.
@@ -172,10 +222,10 @@ class Session:
         failure: VobizError | None
         async with self.sender.slot():
             timeout = attempts.begin()
-            sent = time.perf_counter()
             try:
-                async with asyncio.timeout(timeout):
-                    response = await self.sender.send(request)
+                with attempts.watch.current():
+                    async with asyncio.timeout(timeout):
+                        response = await self.sender.send(request)
             except Exception as exc:  # whatever one send raises is its target's failure
                 failure = self._send_failure(exc, label, timeout)
             else:
@@ -183,25 +233,30 @@ class Session:
         # Raised outside the except block, so that the library's own exception
         # (which may hold our headers) is not chained as its context.
         if failure is not None:
+            attempts.answered(None, failure)
             raise failure
         status = response.status_code
+        try:
+            judged = self._judge(response, label, attempts.policy)
+        except VobizError as exc:
+            failure = exc
+        except Exception as exc:  # reading a hostile answer must not escape as a crash
+            failure = unexpected_send_error(exc, label=label, redact=self.redact)
+        seconds = attempts.answered(status, failure)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s -> %d (attempt %d, %.3fs)",
                 label,
                 status,
                 attempts.count,
-                time.perf_counter() - sent,
+                seconds,
                 extra={"vobiz_status": status, "vobiz_attempt": attempts.count},
             )
-        try:
-            return self._judge(response, label)
-        except VobizError:
-            raise
-        except Exception as exc:  # reading a hostile answer must not escape as a crash
-            raise unexpected_send_error(exc, label=label, redact=self.redact) from None
+        if failure is not None:
+            raise failure
+        return judged
 
-    def _judge(self, response: httpx.Response, label: str) -> httpx.Response:
+    def _judge(self, response: httpx.Response, label: str, policy: RetryPolicy) -> httpx.Response:
         """
         The response if it is a stop or a Vobiz 404; else the error it amounts to.
         """
@@ -218,7 +273,7 @@ class Session:
         raise status_error(
             response,
             label=label,
-            max_retry_after=self.retry.max_retry_after if retryable else None,
+            max_retry_after=policy.max_retry_after if retryable else None,
             redact=self.redact,
         )
 

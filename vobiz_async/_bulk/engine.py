@@ -15,10 +15,10 @@ import asyncio
 import inspect
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 
-from .._exceptions import VobizError
-from .._models import Outcome, StopResult
+from .._config import CallLimits
+from .._models import StopResult
 from .._session import Session
-from .._targets import Target, check_target
+from .._targets import Target
 from .gate import BatchGate
 
 __all__ = ["Emit", "ResultHook", "Targets", "check_limits", "fan_out", "shed_frames"]
@@ -92,15 +92,20 @@ async def fan_out(
     rate_limit: float | None,
     on_result: ResultHook | None,
     emit: Emit,
+    limits: CallLimits,
+    name: str,
 ) -> None:
     """
     Stop every target with ``concurrency`` workers; each result to ``on_result``, then ``emit``.
+
+    ``limits`` are every stop's timeout and retry policy; ``name`` is the
+    batch's name in telemetry.
     """
     session.ensure_open()
     source = _Source(targets)
     gate = BatchGate(
         rate_limit=rate_limit,
-        max_retry_after=session.retry.max_retry_after,
+        max_retry_after=limits.retry.max_retry_after,
         clock=session.clock,
         sleep=session.sleep,
     )
@@ -108,39 +113,39 @@ async def fan_out(
     async def one(target: Target) -> StopResult:
         unsent = gate.brakes.stopped(sent=False)
         if unsent is None:
-            return await session.stop(target, gate=gate)
-        try:
-            check_target(target)
-        except VobizError as exc:
-            return StopResult(target, Outcome.FAILED, error=exc)
-        return StopResult(target, Outcome.FAILED, error=unsent)
+            return await session.stop(target, gate=gate, limits=limits)
+        return session.refuse(target, unsent)
 
     pool = session.lease_pool()
     workers = 0
+    watch = session.observers.batch(name, concurrency=concurrency, rate_limit=rate_limit)
     try:
-        async with asyncio.TaskGroup() as group:
+        # Entered before the workers start: they run inside the batch's span.
+        with watch:
+            async with asyncio.TaskGroup() as group:
 
-            def start_worker() -> None:
-                nonlocal workers
-                workers += 1
-                pool.grow_to(workers)
-                group.create_task(worker())
+                def start_worker() -> None:
+                    nonlocal workers
+                    workers += 1
+                    pool.grow_to(workers)
+                    group.create_task(worker())
 
-            async def worker() -> None:
-                while (item := await source.next()) is not None:
-                    if workers < concurrency and source.waiting == 0:
-                        start_worker()  # every worker is busy: one more may read ahead
-                    index, target = item
-                    result = await one(target)
-                    if result.error is not None:
-                        shed_frames(result.error)
-                    if on_result is not None:
-                        hooked = on_result(result)
-                        if inspect.isawaitable(hooked):
-                            await hooked
-                    await emit(index, result)
+                async def worker() -> None:
+                    while (item := await source.next()) is not None:
+                        if workers < concurrency and source.waiting == 0:
+                            start_worker()  # every worker is busy: one more may read ahead
+                        index, target = item
+                        result = await one(target)
+                        watch.result(result)
+                        if result.error is not None:
+                            shed_frames(result.error)
+                        if on_result is not None:
+                            hooked = on_result(result)
+                            if inspect.isawaitable(hooked):
+                                await hooked
+                        await emit(index, result)
 
-            start_worker()
+                start_worker()
     finally:
         pool.release()  # the widening was this batch's: the pool narrows back
 

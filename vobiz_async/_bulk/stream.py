@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Self
 
+from .._config import CallLimits
 from .._models import StopResult
 from .._session import Session
 from .engine import ResultHook, Targets, check_limits, fan_out
@@ -27,6 +28,7 @@ def iter_stop_many(
     concurrency: int,
     rate_limit: float | None,
     on_result: ResultHook | None,
+    limits: CallLimits,
 ) -> StopResultStream:
     """
     Check the arguments now, not at the first ``async for`` step, then stream results.
@@ -39,6 +41,8 @@ def iter_stop_many(
         concurrency=concurrency,
         rate_limit=rate_limit,
         on_result=on_result,
+        limits=limits,
+        name="vobiz.iter_stop_many",
     )
     return StopResultStream(batch, room=concurrency)
 
