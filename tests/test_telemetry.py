@@ -402,7 +402,7 @@ WITHOUT_OTEL = textwrap.dedent(
     import asyncio, json, sys
     sys.modules["opentelemetry"] = None  # as if the otel extra were not installed
 
-    from vobiz_async import AsyncVobiz, ConfigurationError
+    from vobiz_async import AllStreams, AsyncVobiz, ConfigurationError
     from vobiz_async.testing import FakeVobiz
 
     async def main():
@@ -412,6 +412,9 @@ WITHOUT_OTEL = textwrap.dedent(
             fake.auth_id, fake.auth_token, transport=fake.transport(), on_attempt=seen.append
         ) as vobiz:
             result = await vobiz.stop_stream("call-1", "stream-1")
+        # Nothing watching at all: the clean path.
+        async with AsyncVobiz(fake.auth_id, fake.auth_token, transport=fake.transport()) as vobiz:
+            report = await vobiz.stop_many(["bad", AllStreams("call-2")])
         try:
             AsyncVobiz(fake.auth_id, fake.auth_token, tracer_provider=object())
         except ConfigurationError as exc:
@@ -419,6 +422,7 @@ WITHOUT_OTEL = textwrap.dedent(
         print(json.dumps({
             "outcome": result.outcome,
             "attempts": len(seen),
+            "batch": [r.outcome for r in report],
             "refused": refused,
             "otel": [name for name in sys.modules if name.startswith("opentelemetry.")],
         }))
@@ -437,6 +441,7 @@ def test_without_the_opentelemetry_api_nothing_is_traced_and_stops_work() -> Non
     out = json.loads(done.stdout)
     assert out["outcome"] == "stopped"
     assert out["attempts"] == 1
+    assert out["batch"] == ["failed", "stopped"]
     assert "pip install 'vobiz-async[otel]'" in out["refused"]
     assert out["otel"] == []
 
@@ -457,3 +462,45 @@ async def test_an_unsampled_stop_records_metrics_and_no_spans(
     assert otel.finished() == []
     assert sorted(n for _, n in otel.points("vobiz.stops")) == [1, 1]
     assert sum(n for _, n in otel.points("http.client.request.duration")) == 2
+
+
+async def test_a_stream_left_early_is_not_an_error(
+    otel: Otel, fake_url: tuple[FakeVobiz, str]
+) -> None:
+    """Leaving iter_stop_many's block early cancels the batch: its span says so, without ERROR."""
+    fake, base_url = fake_url
+    targets = [AllStreams(f"call-{i}") for i in range(50)]
+    async with (
+        traced(otel, base_url, auth=(fake.auth_id, fake.auth_token)) as vobiz,
+        vobiz.iter_stop_many(targets, concurrency=2) as results,
+    ):
+        async for _ in results:
+            break
+
+    (batch,) = otel.named("vobiz.iter_stop_many")
+    assert batch.attributes is not None
+    assert batch.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+    done = batch.attributes["vobiz.batch.targets"]
+    assert isinstance(done, int)
+    assert done < 50
+    assert batch.status.status_code is StatusCode.UNSET
+
+
+async def test_a_batch_stopped_by_its_input_is_an_error(
+    otel: Otel, fake_url: tuple[FakeVobiz, str]
+) -> None:
+    """An input that raises stops the batch: its span ends ERROR, naming the exception."""
+    fake, base_url = fake_url
+
+    def targets() -> Iterator[AllStreams]:
+        yield AllStreams("call-1")
+        raise OSError("the input file went away")
+
+    async with traced(otel, base_url, auth=(fake.auth_id, fake.auth_token)) as vobiz:
+        with pytest.raises(ExceptionGroup):
+            await vobiz.stop_many(targets())
+
+    (batch,) = otel.named("vobiz.stop_many")
+    assert batch.status.status_code is StatusCode.ERROR
+    assert batch.attributes is not None
+    assert batch.attributes["error.type"] == "builtins.OSError"

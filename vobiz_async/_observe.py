@@ -127,15 +127,10 @@ class Observers:
     ) -> None:
         self.hook = hook
         self.telemetry = telemetry
+        #: True when anything watches: stops then get a real Watch.
+        self.active = hook is not None or telemetry is not None
         self._redact = redact
         self._hook_state = HookState.QUIET
-
-    @property
-    def active(self) -> bool:
-        """
-        True when anything watches: stops then get a real Watch.
-        """
-        return self.hook is not None or self.telemetry is not None
 
     def watch(self, target: Target) -> Watch:
         """

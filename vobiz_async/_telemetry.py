@@ -28,17 +28,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections import Counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import attrs
 import httpx
 
 from ._config import Settings
 from ._exceptions import ConfigurationError
 from ._models import Outcome, StopResult
 from ._observe import BatchWatch, error_type
-from ._routes import ROUTES
 from ._targets import STOP_TARGETS, Stream, Target
 from ._version import __version__
 
@@ -158,12 +157,11 @@ class Telemetry:
         #: Everything before the route's path in a URL, and in its template.
         self.account_url = settings.account_url
         account_path = url.path.rstrip("/") + "/Account/{auth_id}/"
-        #: Per target class: the span name and the attributes every request of it has.
-        self.requests: dict[type[Any], tuple[str, dict[str, Any]]] = {}
-        for cls, route in ROUTES.items():
-            template = account_path + route.path
-            attributes = {HTTP_REQUEST_METHOD: route.method, URL_TEMPLATE: template, **server}
-            self.requests[cls] = (f"{route.method} {template}", attributes)
+        #: What every stop of a target class shares, worked out once.
+        self.kinds: dict[type[Any], KindSpans] = {
+            cls: KindSpans.of(cls.kind, cls.route.method, account_path + cls.route.path, server)
+            for cls in STOP_TARGETS
+        }
 
     def stop(self, target: Target) -> StopTrace:
         """
@@ -178,8 +176,36 @@ class Telemetry:
         return BatchTrace(self, name, concurrency=concurrency, rate_limit=rate_limit)
 
 
-def _kind(target: object) -> str | None:
-    return target.kind if isinstance(target, STOP_TARGETS) else None
+@attrs.frozen
+class KindSpans:
+    """
+    The names and attributes every stop of one kind of target shares.
+
+    Shared dicts, never changed: the API copies what it keeps.
+    """
+
+    kind: str
+    stop_name: str
+    stop_attributes: dict[str, Any]
+    request_name: str
+    #: Also the duration's attributes, before the answer's.
+    request_attributes: dict[str, Any]
+    #: The ``vobiz.stops`` attributes of each outcome that is not a failure.
+    outcomes: dict[Outcome, dict[str, Any]]
+
+    @classmethod
+    def of(cls, kind: str, method: str, template: str, server: dict[str, Any]) -> KindSpans:
+        """
+        The spans of a kind whose requests are ``method`` on the path ``template``.
+        """
+        return cls(
+            kind=kind,
+            stop_name=f"vobiz.stop_{kind}",
+            stop_attributes={TARGET_KIND: kind},
+            request_name=f"{method} {template}",
+            request_attributes={HTTP_REQUEST_METHOD: method, URL_TEMPLATE: template, **server},
+            outcomes={outcome: {TARGET_KIND: kind, OUTCOME: outcome.value} for outcome in Outcome},
+        )
 
 
 def _identifier(value: object) -> str | None:
@@ -200,13 +226,14 @@ class StopTrace:
     def __init__(self, telemetry: Telemetry, target: Target) -> None:
         self._telemetry = telemetry
         self._target = target
-        self._kind = _kind(target)
+        #: None when the target is not one at all (a batch's bad row).
+        self._kind = kind = telemetry.kinds.get(type(target))
         self._request: Span | None = None
-        if self._kind is None:  # not a target at all: a batch's bad row
+        if kind is None:
             self._span = telemetry.tracer.start_span("vobiz.stop")
         else:
             self._span = telemetry.tracer.start_span(
-                f"vobiz.stop_{self._kind}", attributes={TARGET_KIND: self._kind}
+                kind.stop_name, attributes=kind.stop_attributes
             )
         #: The context of this stop's requests; None when nothing is recorded.
         self._parent: Context | None = None
@@ -221,16 +248,18 @@ class StopTrace:
         """
         Start the CLIENT span of request ``number``.
         """
-        if self._parent is None:
+        if self._parent is None or self._kind is None:
             return
-        name, common = self._telemetry.requests[type(self._target)]
-        attributes = dict(common)
+        attributes = dict(self._kind.request_attributes)
         route = self._target.route
         attributes[URL_FULL] = self._telemetry.account_url + route.path_for(self._target)
         if number > 1:
             attributes[HTTP_REQUEST_RESEND_COUNT] = number - 1
         self._request = self._telemetry.tracer.start_span(
-            name, context=self._parent, kind=SpanKind.CLIENT, attributes=attributes
+            self._kind.request_name,
+            context=self._parent,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
         )
 
     def current(self) -> contextlib.AbstractContextManager[object]:
@@ -247,8 +276,8 @@ class StopTrace:
         """
         End the request's span with its answer, and record its duration.
         """
-        _, metric = self._telemetry.requests[type(self._target)]
-        metric = dict(metric)
+        assert self._kind is not None  # only a target's requests are sent
+        metric = dict(self._kind.request_attributes)
         if status_code is not None:
             metric[HTTP_RESPONSE_STATUS_CODE] = status_code
         if kind is not None:
@@ -270,29 +299,31 @@ class StopTrace:
         """
         Count a request sent again, by the reason (the last one's ``error.type``).
         """
-        attributes = {RETRY_REASON: reason}
-        if self._kind is not None:
-            attributes[TARGET_KIND] = self._kind
-        self._telemetry.retries.add(1, attributes)
+        assert self._kind is not None
+        self._telemetry.retries.add(1, {TARGET_KIND: self._kind.kind, RETRY_REASON: reason})
 
     def finished(self, result: StopResult) -> None:
         """
         Give the stop's span its outcome, and count it.
         """
-        attributes: dict[str, Any] = {OUTCOME: result.outcome.value}
-        if self._kind is not None:
-            attributes[TARGET_KIND] = self._kind
-        failed = result.outcome is Outcome.FAILED and result.error is not None
-        if result.outcome is Outcome.FAILED and result.error is not None:
-            attributes[ERROR_TYPE] = error_type(result.error)
+        kind = self._kind
+        failure = error_type(result.error) if result.error is not None else None
+        if failure is None and kind is not None:
+            attributes = kind.outcomes[result.outcome]
+        else:
+            attributes = {OUTCOME: result.outcome.value}
+            if kind is not None:
+                attributes[TARGET_KIND] = kind.kind
+            if failure is not None:
+                attributes[ERROR_TYPE] = failure
         self._telemetry.stops.add(1, attributes)
-        span = self._span
         if self._parent is None:
             return
+        span = self._span
         span.set_attribute(OUTCOME, result.outcome.value)
         span.set_attribute(ATTEMPTS, result.attempts)
-        if failed:
-            span.set_attribute(ERROR_TYPE, attributes[ERROR_TYPE])
+        if failure is not None:
+            span.set_attribute(ERROR_TYPE, failure)
             span.set_status(StatusCode.ERROR, str(result.error))
 
     def close(self, exc: BaseException | None) -> None:
@@ -317,7 +348,7 @@ class BatchTrace(BatchWatch):
         if rate_limit is not None and math.isfinite(rate_limit):
             attributes[BATCH_RATE_LIMIT] = float(rate_limit)
         self._span = telemetry.tracer.start_span(name, attributes=attributes)
-        self._counts: Counter[Outcome] = Counter()
+        self._counts = dict.fromkeys(Outcome, 0)
         self._token: Token[Context] | None = None
 
     def __enter__(self) -> Self:
@@ -338,7 +369,11 @@ class BatchTrace(BatchWatch):
             span.set_attribute(f"vobiz.batch.{outcome.value}", self._counts[outcome])
         if exc is not None:
             # The input's or on_result's exception, or a cancellation (a stream left early).
-            span.set_attribute(ERROR_TYPE, error_type(exc))
+            # The batch's task group wraps the one that stopped it: name that one.
+            cause = exc
+            while isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
+                cause = cause.exceptions[0]
+            span.set_attribute(ERROR_TYPE, error_type(cause))
             if isinstance(exc, Exception):
                 span.set_status(StatusCode.ERROR)
         span.end()
