@@ -25,6 +25,7 @@ from ._exceptions import (
     VobizError,
 )
 from ._models import BulkReport, Outcome, StopResult
+from ._observe import Attempt
 from ._retry import RETRYABLE_STATUSES, RetryPolicy
 from ._targets import AllStreams, Recording, Stream, Target
 from ._version import __version__
@@ -36,6 +37,7 @@ __all__ = [
     "APITimeoutError",
     "AllStreams",
     "AsyncVobiz",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
     "BulkReport",

@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import httpx
 
@@ -29,6 +29,7 @@ from ._discovery import StreamInfo, iter_live_calls, stream_pages
 from ._exceptions import ConfigurationError, NotFoundError
 from ._models import BulkReport, Outcome, StopResult
 from ._network import ProxyTypes, VerifyTypes
+from ._observe import AttemptHook, check_hook
 from ._retry import RetryPolicy, Sleep
 from ._sender import (
     CallerClient,
@@ -40,6 +41,11 @@ from ._sender import (
 )
 from ._session import Lifecycle, Session
 from ._targets import AllStreams, Recording, Stream, Target
+from ._telemetry import telemetry_for
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncVobiz"]
 
@@ -81,6 +87,18 @@ class AsyncVobiz:
     we close it. With either, ``proxy``, ``verify`` and ``trust_env`` are
     theirs to configure, and passing them here is a ConfigurationError.
     ``sleep`` and ``clock`` exist so that tests can run retries without waiting.
+
+    ``on_attempt`` is called once per request sent, with an ``Attempt`` (the
+    target, its request number, status or error type, duration, whether
+    another request follows and after what wait; never a header, body or
+    error object). It is called synchronously in the middle of the stop, so
+    keep it quick; an exception it raises is logged once per client
+    (redacted) and ignored: it never breaks a stop.
+
+    With the OpenTelemetry API installed (the ``otel`` extra), every stop,
+    batch and request is traced and measured through ``tracer_provider`` and
+    ``meter_provider``, by default the global ones (see the README's
+    Telemetry section).
     """
 
     def __init__(
@@ -99,6 +117,9 @@ class AsyncVobiz:
         trust_env: bool = True,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        on_attempt: AttemptHook | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         settings = Settings.resolve(
             auth_id,
@@ -113,6 +134,10 @@ class AsyncVobiz:
             default_transport=http_client is None and transport is None,
         )
         _check_collaborators(http_client, transport, sleep, clock)
+        hook = check_hook(on_attempt)
+        telemetry = telemetry_for(
+            settings, tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
         sender: Sender
         if http_client is not None:
             if transport is not None:
@@ -126,7 +151,9 @@ class AsyncVobiz:
                 assert settings.network is not None  # resolved for the default transport
                 transports = DefaultTransports(settings.network)
             sender = OwnPool(transports, max_connections=max_connections, timeout=settings.timeout)
-        self._session = Session(settings, sender, clock=clock, sleep=sleep)
+        self._session = Session(
+            settings, sender, clock=clock, sleep=sleep, on_attempt=hook, telemetry=telemetry
+        )
 
     def __repr__(self) -> str:
         settings = self._session.settings
@@ -202,32 +229,74 @@ class AsyncVobiz:
     # -- single stops -----------------------------------------------------------------
 
     async def stop_stream(
-        self, call_uuid: str, stream_id: str, *, missing_ok: bool = True
+        self,
+        call_uuid: str,
+        stream_id: str,
+        *,
+        missing_ok: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> StopResult:
         """
         Stop one stream. A 404 (already stopped, unknown) is NOT_FOUND unless ``missing_ok=False``.
-        """
-        return await self.stop(Stream(call_uuid, stream_id), missing_ok=missing_ok)
 
-    async def stop_all_streams(self, call_uuid: str, *, missing_ok: bool = True) -> StopResult:
+        ``timeout`` and ``retry`` override the client's for this call (see ``stop``).
         """
-        Stop every stream on a call.
+        return await self.stop(
+            Stream(call_uuid, stream_id), missing_ok=missing_ok, timeout=timeout, retry=retry
+        )
+
+    async def stop_all_streams(
+        self,
+        call_uuid: str,
+        *,
+        missing_ok: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> StopResult:
         """
-        return await self.stop(AllStreams(call_uuid), missing_ok=missing_ok)
+        Stop every stream on a call; ``timeout`` and ``retry`` as in ``stop``.
+        """
+        return await self.stop(
+            AllStreams(call_uuid), missing_ok=missing_ok, timeout=timeout, retry=retry
+        )
 
     async def stop_recording(
-        self, call_uuid: str, url: str | None = None, *, missing_ok: bool = True
+        self,
+        call_uuid: str,
+        url: str | None = None,
+        *,
+        missing_ok: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> StopResult:
         """
         Stop the recording at ``url``, or every recording on the call when ``url`` is None.
-        """
-        return await self.stop(Recording(call_uuid, url), missing_ok=missing_ok)
 
-    async def stop(self, target: Target, *, missing_ok: bool = True) -> StopResult:
+        ``timeout`` and ``retry`` as in ``stop``.
+        """
+        return await self.stop(
+            Recording(call_uuid, url), missing_ok=missing_ok, timeout=timeout, retry=retry
+        )
+
+    async def stop(
+        self,
+        target: Target,
+        *,
+        missing_ok: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> StopResult:
         """
         Stop any target; raise the typed error if it failed once retries were spent.
+
+        ``timeout`` (seconds per attempt) and ``retry`` (a RetryPolicy, whose
+        ``deadline`` bounds the whole stop) override the client's for this
+        call only; None keeps the client's. A bad value raises
+        ConfigurationError before anything is sent.
         """
-        result = await self._session.stop(target)
+        limits = self._session.limits_for(timeout=timeout, retry=retry)
+        result = await self._session.stop(target, limits=limits)
         if result.error is not None:
             raise result.error
         if result.outcome is Outcome.NOT_FOUND and not missing_ok:
@@ -249,18 +318,24 @@ class AsyncVobiz:
         concurrency: int = 50,
         rate_limit: float | None = None,
         on_result: ResultHook | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> BulkReport:
         """
         Stop every target, at most ``concurrency`` at once and ``rate_limit`` requests a second.
 
         One result per target, in input order; one target's failure never stops the rest.
+        ``timeout`` and ``retry`` override the client's for every stop of this
+        batch (``retry.deadline`` bounds each stop, not the batch).
         """
+        limits = self._session.limits_for(timeout=timeout, retry=retry)
         return await stop_many(
             self._session,
             targets,
             concurrency=concurrency,
             rate_limit=rate_limit,
             on_result=on_result,
+            limits=limits,
         )
 
     def iter_stop_many(
@@ -270,6 +345,8 @@ class AsyncVobiz:
         concurrency: int = 50,
         rate_limit: float | None = None,
         on_result: ResultHook | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> StopResultStream:
         """
         Like stop_many(), yielding results as they complete and holding none of them.
@@ -277,12 +354,14 @@ class AsyncVobiz:
         ``async with vobiz.iter_stop_many(targets) as results:`` cancels what is
         still in flight when the block is left, however it is left.
         """
+        limits = self._session.limits_for(timeout=timeout, retry=retry)
         return iter_stop_many(
             self._session,
             targets,
             concurrency=concurrency,
             rate_limit=rate_limit,
             on_result=on_result,
+            limits=limits,
         )
 
     # -- discovery --------------------------------------------------------------------
@@ -320,6 +399,8 @@ class AsyncVobiz:
         on_result: ResultHook | None = None,
         on_listing: ListingHook | None = None,
         skip: Skip | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> BulkReport:
         """
         Stop every stream and recording on each call: by default, on every live call.
@@ -339,6 +420,8 @@ class AsyncVobiz:
         each target before it is sent) leaves the targets it returns True for
         unsent, with no result. If the live-call list cannot be read, that
         error is raised once everything found before it has been stopped.
+        ``timeout`` and ``retry`` override the client's for every stop of the
+        teardown; the listings keep the client's.
         """
         return await teardown(
             self._session,
@@ -351,6 +434,7 @@ class AsyncVobiz:
             on_result=on_result,
             on_listing=on_listing,
             skip=skip,
+            limits=self._session.limits_for(timeout=timeout, retry=retry),
         )
 
     def iter_teardown(
@@ -365,6 +449,8 @@ class AsyncVobiz:
         on_result: ResultHook | None = None,
         on_listing: ListingHook | None = None,
         skip: Skip | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> StopResultStream:
         """
         Like teardown(), yielding results as they complete and holding none of them.
@@ -380,6 +466,7 @@ class AsyncVobiz:
             on_result=on_result,
             on_listing=on_listing,
             skip=skip,
+            limits=self._session.limits_for(timeout=timeout, retry=retry),
         )
 
 

@@ -16,7 +16,15 @@ from ._network import Network
 from ._retry import RetryPolicy
 from ._version import __version__
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_CONNECTIONS", "DEFAULT_TIMEOUT", "Settings"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_TIMEOUT",
+    "CallLimits",
+    "Settings",
+    "check_retry",
+    "check_timeout",
+]
 
 DEFAULT_BASE_URL = "https://api.vobiz.ai/api/v1"
 DEFAULT_TIMEOUT = 10.0
@@ -85,14 +93,12 @@ class Settings:
         if not (isinstance(auth_token, str) and auth_token.isascii() and auth_token.isprintable()):
             # Never echo the value: it is the secret.
             raise ConfigurationError("auth_token must be a non-empty printable ASCII str")
-        if isinstance(timeout, bool) or not (isinstance(timeout, int | float) and timeout > 0):
-            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+        checked_timeout = check_timeout(timeout)
         if isinstance(max_connections, bool) or not (
             isinstance(max_connections, int) and max_connections > 0
         ):
             raise ConfigurationError(f"max_connections must be an int > 0, got {max_connections!r}")
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        checked_retry = check_retry(retry)
         base_url = check_base_url(base_url or os.environ.get("VOBIZ_BASE_URL"))
         network: Network | None = None
         if default_transport:
@@ -116,10 +122,29 @@ class Settings:
             auth_id=auth_id,
             auth_token=auth_token,
             base_url=base_url,
-            timeout=float(timeout),
+            timeout=checked_timeout,
             max_connections=max_connections,
-            retry=retry if retry is not None else RetryPolicy(),
+            retry=checked_retry if checked_retry is not None else RetryPolicy(),
             network=network,
+        )
+
+    @property
+    def limits(self) -> CallLimits:
+        """
+        The timeout and retry policy of every call that does not override them.
+        """
+        return CallLimits(self.timeout, self.retry)
+
+    def limits_for(self, *, timeout: float | None, retry: RetryPolicy | None) -> CallLimits:
+        """
+        One call's limits: what it overrides, checked as the constructor checks it; the rest ours.
+
+        ``None`` means "the client's". ConfigurationError for a bad value.
+        """
+        checked_timeout = check_timeout(timeout) if timeout is not None else self.timeout
+        checked_retry = check_retry(retry)
+        return CallLimits(
+            checked_timeout, checked_retry if checked_retry is not None else self.retry
         )
 
     @property
@@ -154,6 +179,34 @@ class Settings:
                 "User-Agent": USER_AGENT,
             }
         )
+
+
+@attrs.frozen
+class CallLimits:
+    """
+    How long one call may take: seconds per attempt, and the retry policy around the attempts.
+    """
+
+    timeout: float
+    retry: RetryPolicy
+
+
+def check_timeout(timeout: object) -> float:
+    """
+    Seconds per attempt, as a float; ConfigurationError unless a number > 0.
+    """
+    if isinstance(timeout, bool) or not (isinstance(timeout, int | float) and timeout > 0):
+        raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def check_retry(retry: object) -> RetryPolicy | None:
+    """
+    The policy as given (None stays None); ConfigurationError for anything but a RetryPolicy.
+    """
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+    return retry
 
 
 def check_base_url(value: str | None) -> str:

@@ -5,8 +5,9 @@ When to try a request again, how long to wait first, and the loop that does it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import attrs
 import tenacity
@@ -19,6 +20,9 @@ from ._exceptions import (
     TLSCertificateError,
     VobizError,
 )
+
+if TYPE_CHECKING:
+    from ._observe import Watch
 
 __all__ = [
     "RETRYABLE_STATUSES",
@@ -210,6 +214,11 @@ class Attempts:
     ``preflight`` runs before each attempt, to refuse one that must not be
     sent (the client was closed).
 
+    ``watch`` hears of every request: sent (``begin``), answered
+    (``answered``, which ``send`` calls once it has judged the answer), and
+    whether another follows (decided here, where the retry decision is made).
+    That one stream feeds ``on_attempt`` and the telemetry.
+
     A batch's gate may absorb a failure (a 429): the request is sent again
     after the server's Retry-After, without spending an attempt, for as long
     as the deadline has room.
@@ -231,6 +240,7 @@ class Attempts:
         gate: Gate,
         preflight: Callable[[], None],
         label: str,
+        watch: Watch,
     ) -> None:
         self.policy = policy
         self.timeout = timeout
@@ -239,11 +249,13 @@ class Attempts:
         self.gate = gate
         self.preflight = preflight
         self.label = label
+        self.watch = watch
         #: Requests sent so far.
         self.count = 0
         #: When the first request was handed to the transport; None before.
         self.started: float | None = None
         self._sent_at = 0.0
+        self._sent_perf = 0.0
 
     def begin(self) -> float:
         """
@@ -262,7 +274,18 @@ class Attempts:
         self.count += 1
         self._sent_at = now
         self.gate.sent(now)
+        self.watch.sending(self.count)
+        # Durations are real time, whatever the injected clock says.
+        self._sent_perf = time.perf_counter()
         return timeout
+
+    def answered(self, status_code: int | None, error: VobizError | None) -> float:
+        """
+        The request sent last got this answer (``error`` None: it is a stop); its seconds.
+        """
+        seconds = time.perf_counter() - self._sent_perf
+        self.watch.answered(status_code, error, seconds)
+        return seconds
 
     async def run(self, send: Callable[[], Awaitable[R]]) -> R:
         """
@@ -276,6 +299,7 @@ class Attempts:
                     raise
                 return await self._retry_after(first_error, send)
         except VobizError as exc:
+            self.watch.decided(will_retry=False, wait=0.0)
             exc.attempts = self.count
             raise
 
@@ -285,7 +309,7 @@ class Attempts:
             started=self.started if self.started is not None else self.clock(),
             clock=self.clock,
             sleep=self.sleep,
-            before_sleep=_log_retry,
+            before_sleep=self._before_retry,
         )
         async for try_ in retrying:
             with try_:
@@ -294,6 +318,10 @@ class Attempts:
                     raise error
                 return await self._attempt(send)
         raise AssertionError("unreachable: tenacity re-raises or returns")  # pragma: no cover
+
+    def _before_retry(self, state: tenacity.RetryCallState) -> None:
+        _log_retry(state)
+        self.watch.decided(will_retry=True, wait=state.upcoming_sleep)
 
     async def _attempt(self, send: Callable[[], Awaitable[R]]) -> R:
         """
@@ -312,9 +340,11 @@ class Attempts:
                 if not (self.gate.absorbs(exc) and self._has_room(wait)):
                     raise
                 _log_throttled(exc, wait, self.count)
+                self.watch.decided(will_retry=True, wait=wait)
                 await self.sleep(wait)
                 continue
             self.gate.after_attempt(self._sent_at, None)
+            self.watch.decided(will_retry=False, wait=0.0)
             return answer
 
     def _has_room(self, wait: float) -> bool:

@@ -49,10 +49,16 @@ class Sender(Protocol):
         """
 
     def build(
-        self, method: str, url: str, *, headers: httpx.Headers, json: dict[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: httpx.Headers,
+        json: dict[str, Any] | None,
+        timeout: float,
     ) -> httpx.Request:
         """
-        A request ready for ``send``.
+        A request ready for ``send``, whose attempts may take ``timeout`` seconds each.
         """
 
     def slot(self) -> contextlib.AbstractAsyncContextManager[object]:
@@ -254,7 +260,8 @@ class OwnPool:
         self.transports = transports
         self.base = max_connections
         self._pool: LoopPool | PoolState = PoolState.UNBOUND
-        self._extensions = {"timeout": httpx.Timeout(timeout).as_dict()}
+        self._timeout = timeout
+        self._extensions = _timeout_extension(timeout)
 
     @property
     def capacity(self) -> int:
@@ -281,12 +288,23 @@ class OwnPool:
         return pool.transport if isinstance(pool, LoopPool) else None
 
     def build(
-        self, method: str, url: str, *, headers: httpx.Headers, json: dict[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: httpx.Headers,
+        json: dict[str, Any] | None,
+        timeout: float,
     ) -> httpx.Request:
         """
-        A bare request: our headers, the per-request timeout, nothing merged in.
+        A bare request: our headers, the attempt's timeout, nothing merged in.
+
+        The transport enforces the timeout it finds on the request (aiohttp's
+        socket read timeout), so a call that allows more than the client's
+        timeout must say so on its request, or the transport cuts it short.
         """
-        return httpx.Request(method, url, headers=headers, json=json, extensions=self._extensions)
+        extensions = self._extensions if timeout == self._timeout else _timeout_extension(timeout)
+        return httpx.Request(method, url, headers=headers, json=json, extensions=extensions)
 
     def here(self) -> LoopPool:
         """
@@ -520,6 +538,10 @@ async def _until_loop_ends(pool: LoopPool) -> AsyncGenerator[None, None]:
         await pool.close()
 
 
+def _timeout_extension(timeout: float) -> dict[str, Any]:
+    return {"timeout": httpx.Timeout(timeout).as_dict()}
+
+
 class _Slot:
     """
     ``async with pool.slot():`` for one request: a place in the pool of the loop it runs on.
@@ -585,10 +607,19 @@ class CallerClient:
         return self._capacity
 
     def build(
-        self, method: str, url: str, *, headers: httpx.Headers, json: dict[str, Any] | None
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: httpx.Headers,
+        json: dict[str, Any] | None,
+        timeout: float,
     ) -> httpx.Request:
         """
         A request through the caller's client: its own headers, cookies and timeouts merge in.
+
+        ``timeout`` is enforced around ``send`` by the session; the client's
+        own timeouts stay the caller's.
         """
         return self.client.build_request(method, url, headers=headers, json=json)
 

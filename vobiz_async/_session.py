@@ -2,8 +2,8 @@
 The machinery behind one AsyncVobiz: settings, sender, retries and results.
 
 ``Session`` is also the named interface the bulk engine uses: ``ensure_open``,
-``lease_pool``, ``stop(target, gate=...)``, ``fetch(request, parse, gate=...)``,
-``clock``, ``sleep`` and ``retry``.
+``lease_pool``, ``stop(target, gate=..., limits=...)``, ``refuse``, ``limits_for``,
+``fetch(request, parse, gate=...)``, ``observers``, ``clock`` and ``sleep``.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import asyncio
 import enum
 import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import ClassVar, Protocol, TypeVar
 
 import aiohttp
 import httpx
 
-from ._config import Settings
+from ._config import CallLimits, Settings
 from ._exceptions import (
     MAX_BODY,
     MAX_LIST_BODY,
@@ -39,11 +38,13 @@ from ._exceptions import (
     unexpected_send_error,
 )
 from ._models import Outcome, StopResult
+from ._observe import NO_WATCH, AttemptHook, Observers, Watch
 from ._redact import Redactor
 from ._retry import RETRYABLE_STATUSES, UNGATED, Attempts, Clock, Gate, RetryPolicy, Sleep
 from ._routes import Route
 from ._sender import Lease, Sender
 from ._targets import Target, check_target
+from ._telemetry import Telemetry
 
 __all__ = ["Lifecycle", "ListingRequest", "Session"]
 
@@ -53,7 +54,7 @@ T = TypeVar("T")
 #: How a listing's answer is read: its body, and the redactor for what it holds.
 Parse = Callable[[bytes, Redactor], T]
 #: How one attempt's answer is judged: the response and the request's label in, a value out.
-Judge = Callable[[httpx.Response, str], T]
+Judge = Callable[[httpx.Response, str, RetryPolicy], T]
 
 
 class ListingRequest(Protocol):
@@ -83,18 +84,30 @@ class Session:
     Turns targets into requests, runs them under the retry policy, and reports.
     """
 
-    def __init__(self, settings: Settings, sender: Sender, *, clock: Clock, sleep: Sleep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sender: Sender,
+        *,
+        clock: Clock,
+        sleep: Sleep,
+        on_attempt: AttemptHook | None = None,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self.settings = settings
         self.sender = sender
         self.clock = clock
         self.sleep = sleep
         self.state = Lifecycle.OPEN
+        #: The limits of every call that overrides neither.
+        self.limits = settings.limits
         # One Headers object for every request: httpx copies it into each one.
         self._headers = settings.headers()
         self.redact = Redactor(*settings.secrets)
         proxy = settings.network.proxy if settings.network is not None else None
         # Named in connection errors: a failure at the proxy is not one at the API.
         self._via = f" through the proxy {proxy.describe()}" if proxy is not None else ""
+        self.observers = Observers(hook=on_attempt, telemetry=telemetry, redact=self.redact)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -102,6 +115,14 @@ class Session:
         The client's retry policy.
         """
         return self.settings.retry
+
+    def limits_for(self, *, timeout: float | None, retry: RetryPolicy | None) -> CallLimits:
+        """
+        One call's limits, overriding the client's where given; ConfigurationError if bad.
+        """
+        if timeout is None and retry is None:
+            return self.limits
+        return self.settings.limits_for(timeout=timeout, retry=retry)
 
     def ensure_open(self) -> None:
         """
@@ -130,26 +151,53 @@ class Session:
         """
         return self.sender.lease()
 
-    async def stop(self, target: Target, *, gate: Gate = UNGATED) -> StopResult:
+    async def stop(
+        self, target: Target, *, gate: Gate = UNGATED, limits: CallLimits | None = None
+    ) -> StopResult:
         """
         Stop one target and report how it went; never raises VobizError.
 
         Validate, build, run the retry policy, read the result. ``gate`` is the
-        batch's pacing and brakes around every attempt.
+        batch's pacing and brakes around every attempt; ``limits`` the call's
+        timeout and retry policy (the client's by default).
         """
+        with self.observers.watch(target) as watch:
+            result = await self._stop(target, gate, limits or self.limits, watch)
+            watch.finished(result)
+        return result
+
+    def refuse(self, target: Target, error: VobizError) -> StopResult:
+        """
+        A target failed without a request (a batch's brake is on); watched as any stop is.
+
+        A target that is not valid fails with its own InvalidTargetError instead.
+        """
+        with self.observers.watch(target) as watch:
+            try:
+                check_target(target)
+            except InvalidTargetError as exc:
+                error = exc
+            result = StopResult(target, Outcome.FAILED, error=error)
+            watch.finished(result)
+        return result
+
+    async def _stop(
+        self, target: Target, gate: Gate, limits: CallLimits, watch: Watch
+    ) -> StopResult:
         try:
             self.ensure_open()
-            request = self._build(check_target(target))
+            request = self._build(check_target(target), limits.timeout)
         except (ClientClosedError, InvalidTargetError) as exc:
             return StopResult(target, Outcome.FAILED, error=exc)
         attempts = Attempts(
-            self.retry,
-            timeout=self.settings.timeout,
+            limits.retry,
+            timeout=limits.timeout,
             clock=self.clock,
             sleep=self.sleep,
             gate=gate,
             preflight=self.ensure_open,
             label=_label(request),
+            watch=watch,
         )
         send = functools.partial(self._send, request, attempts, self._judge, MAX_BODY)
         try:
@@ -190,15 +238,17 @@ class Session:
         raises UnexpectedResponseError, and is not retried.
         """
         self.ensure_open()
-        built = self._build(request.route.check(request))
+        limits = self.limits
+        built = self._build(request.route.check(request), limits.timeout)
         attempts = Attempts(
-            self.retry,
-            timeout=self.settings.timeout,
+            limits.retry,
+            timeout=limits.timeout,
             clock=self.clock,
             sleep=self.sleep,
             gate=gate,
             preflight=self.ensure_open,
             label=_label(built),
+            watch=NO_WATCH,  # on_attempt and telemetry watch stops, not listings
         )
         judge = functools.partial(self._judge_listing, parse=parse)
         return await attempts.run(
@@ -209,7 +259,7 @@ class Session:
         # The span the deadline covers: first request sent to last answer; 0 if none was.
         return 0.0 if attempts.started is None else self.clock() - attempts.started
 
-    def _build(self, target: Target | ListingRequest) -> httpx.Request:
+    def _build(self, target: Target | ListingRequest, timeout: float) -> httpx.Request:
         route = target.route
         try:
             return self.sender.build(
@@ -217,6 +267,7 @@ class Session:
                 self.settings.account_url + route.path_for(target) + route.query_for(target),
                 headers=self._headers,
                 json=route.json_for(target),
+                timeout=timeout,
             )
         except Exception as exc:
             # Checked targets build; whatever still refuses is this target's failure.
@@ -238,10 +289,10 @@ class Session:
         failure: VobizError | None
         async with self.sender.slot():
             timeout = attempts.begin()
-            sent = time.perf_counter()
             try:
-                async with asyncio.timeout(timeout):
-                    response = await self.sender.send(request, limit=limit)
+                with attempts.watch.current():
+                    async with asyncio.timeout(timeout):
+                        response = await self.sender.send(request, limit=limit)
             except Exception as exc:  # whatever one send raises is its target's failure
                 failure = self._send_failure(exc, label, timeout)
             else:
@@ -249,25 +300,30 @@ class Session:
         # Raised outside the except block, so that the library's own exception
         # (which may hold our headers) is not chained as its context.
         if failure is not None:
+            attempts.answered(None, failure)
             raise failure
         status = response.status_code
+        try:
+            judged = judge(response, label, attempts.policy)
+        except VobizError as exc:
+            failure = exc
+        except Exception as exc:  # reading a hostile answer must not escape as a crash
+            failure = unexpected_send_error(exc, label=label, redact=self.redact)
+        seconds = attempts.answered(status, failure)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s -> %d (attempt %d, %.3fs)",
                 label,
                 status,
                 attempts.count,
-                time.perf_counter() - sent,
+                seconds,
                 extra={"vobiz_status": status, "vobiz_attempt": attempts.count},
             )
-        try:
-            return judge(response, label)
-        except VobizError:
-            raise
-        except Exception as exc:  # reading a hostile answer must not escape as a crash
-            raise unexpected_send_error(exc, label=label, redact=self.redact) from None
+        if failure is not None:
+            raise failure
+        return judged
 
-    def _judge(self, response: httpx.Response, label: str) -> httpx.Response:
+    def _judge(self, response: httpx.Response, label: str, policy: RetryPolicy) -> httpx.Response:
         """
         The response if it is a stop or a Vobiz 404; else the error it amounts to.
         """
@@ -278,15 +334,17 @@ class Session:
             raise unexpected_response(response, label=label, redact=self.redact)
         if status == 404 and is_vobiz_error_body(response.content):
             return response
-        raise self._failure(response, label)
+        raise self._failure(response, label, policy)
 
-    def _judge_listing(self, response: httpx.Response, label: str, *, parse: Parse[T]) -> T:
+    def _judge_listing(
+        self, response: httpx.Response, label: str, policy: RetryPolicy, *, parse: Parse[T]
+    ) -> T:
         """
         What ``parse`` reads from a success; else the error the answer amounts to.
         """
         status = response.status_code
         if not 200 <= status < 300:
-            raise self._failure(response, label)
+            raise self._failure(response, label, policy)
         content = response.content
         if len(content) >= MAX_LIST_BODY:
             why: str | None = f"larger than the {MAX_LIST_BODY // 2**20} MiB this client reads"
@@ -298,7 +356,7 @@ class Session:
                 why = str(exc) or None
         raise malformed_answer(response, label=label, why=why, redact=self.redact)
 
-    def _failure(self, response: httpx.Response, label: str) -> APIStatusError:
+    def _failure(self, response: httpx.Response, label: str, policy: RetryPolicy) -> APIStatusError:
         """
         The error for an answer that is not a success: NotFoundError for a Vobiz 404.
         """
@@ -308,7 +366,7 @@ class Session:
         return status_error(
             response,
             label=label,
-            max_retry_after=self.retry.max_retry_after if retryable else None,
+            max_retry_after=policy.max_retry_after if retryable else None,
             redact=self.redact,
         )
 

@@ -4,6 +4,7 @@ stop_many(): the whole batch, one result per target, in input order.
 
 from __future__ import annotations
 
+from .._config import CallLimits
 from .._models import BulkReport, StopResult
 from .._session import Session
 from .engine import ResultHook, Work, check_limits, fan_out
@@ -18,6 +19,8 @@ async def stop_many(
     concurrency: int,
     rate_limit: float | None,
     on_result: ResultHook | None,
+    limits: CallLimits,
+    name: str = "vobiz.stop_many",
 ) -> BulkReport:
     """
     Run the whole batch and return one result per target, in input order.
@@ -35,5 +38,7 @@ async def stop_many(
         rate_limit=rate_limit,
         on_result=on_result,
         emit=keep,
+        limits=limits,
+        name=name,
     )
     return BulkReport([results[index] for index in range(len(results))])

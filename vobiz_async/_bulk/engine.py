@@ -27,11 +27,12 @@ from typing import Final, Literal
 
 import attrs
 
+from .._config import CallLimits
 from .._exceptions import VobizError
-from .._models import Outcome, StopResult
+from .._models import StopResult
 from .._retry import Gate
 from .._session import Session
-from .._targets import Target, check_target
+from .._targets import Target
 from .gate import BatchGate
 
 __all__ = [
@@ -204,19 +205,23 @@ async def fan_out(
     rate_limit: float | None,
     on_result: ResultHook | None,
     emit: Emit,
+    limits: CallLimits,
+    name: str,
 ) -> None:
     """
     Stop every target with ``concurrency`` workers; each result to ``on_result``, then ``emit``.
 
     Discoveries in the input run on the same workers and gate. If one raises
     a VobizError, the rest of the batch still runs, and then it is raised.
+    ``limits`` are every stop's timeout and retry policy; ``name`` is the
+    batch's name in telemetry.
     """
     session.ensure_open()
     source = _Source(targets)
     failed_discovery: list[VobizError] = []
     gate = BatchGate(
         rate_limit=rate_limit,
-        max_retry_after=session.retry.max_retry_after,
+        max_retry_after=limits.retry.max_retry_after,
         clock=session.clock,
         sleep=session.sleep,
     )
@@ -224,56 +229,56 @@ async def fan_out(
     async def one(target: Target) -> StopResult:
         unsent = gate.brakes.stopped(sent=False)
         if unsent is None:
-            return await session.stop(target, gate=gate)
-        try:
-            check_target(target)
-        except VobizError as exc:
-            return StopResult(target, Outcome.FAILED, error=exc)
-        return StopResult(target, Outcome.FAILED, error=unsent)
+            return await session.stop(target, gate=gate, limits=limits)
+        return session.refuse(target, unsent)
 
     pool = session.lease_pool()
     workers = 0
+    watch = session.observers.batch(name, concurrency=concurrency, rate_limit=rate_limit)
     try:
-        async with asyncio.TaskGroup() as group:
+        # Entered before the workers start: they run inside the batch's span.
+        with watch:
+            async with asyncio.TaskGroup() as group:
 
-            def start_worker() -> None:
-                nonlocal workers
-                workers += 1
-                pool.grow_to(workers)
-                group.create_task(worker())
+                def start_worker() -> None:
+                    nonlocal workers
+                    workers += 1
+                    pool.grow_to(workers)
+                    group.create_task(worker())
 
-            async def deliver(index: int, result: StopResult) -> None:
-                if result.error is not None:
-                    shed_frames(result.error)
-                if on_result is not None:
-                    hooked = on_result(result)
-                    if inspect.isawaitable(hooked):
-                        await hooked
-                await emit(index, result)
+                async def deliver(index: int, result: StopResult) -> None:
+                    watch.result(result)
+                    if result.error is not None:
+                        shed_frames(result.error)
+                    if on_result is not None:
+                        hooked = on_result(result)
+                        if inspect.isawaitable(hooked):
+                            await hooked
+                    await emit(index, result)
 
-            async def explore(discovery: Discovery) -> None:
-                source.discovering()
-                found = Found()
-                try:
-                    found = await discovery.discover(session, gate)
-                except VobizError as exc:
-                    failed_discovery.append(exc)
-                finally:
-                    source.discovered(found.items)
-                if found.result is not None:
-                    await deliver(source.number(), found.result)
+                async def explore(discovery: Discovery) -> None:
+                    source.discovering()
+                    found = Found()
+                    try:
+                        found = await discovery.discover(session, gate)
+                    except VobizError as exc:
+                        failed_discovery.append(exc)
+                    finally:
+                        source.discovered(found.items)
+                    if found.result is not None:
+                        await deliver(source.number(), found.result)
 
-            async def worker() -> None:
-                while (item := await source.next()) is not END:
-                    if workers < concurrency and source.waiting == 0:
-                        start_worker()  # every worker is busy: one more may read ahead
-                    if isinstance(item, Discovery):
-                        await explore(item)
-                    else:
-                        index = source.number()
-                        await deliver(index, await one(item))
+                async def worker() -> None:
+                    while (item := await source.next()) is not END:
+                        if workers < concurrency and source.waiting == 0:
+                            start_worker()  # every worker is busy: one more may read ahead
+                        if isinstance(item, Discovery):
+                            await explore(item)
+                        else:
+                            index = source.number()
+                            await deliver(index, await one(item))
 
-            start_worker()
+                start_worker()
     finally:
         pool.release()  # the widening was this batch's: the pool narrows back
     if failed_discovery:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Self
 
+from .._config import CallLimits
 from .._models import StopResult
 from .._session import Session
 from .engine import ResultHook, Work, check_limits, fan_out
@@ -27,6 +28,8 @@ def iter_stop_many(
     concurrency: int,
     rate_limit: float | None,
     on_result: ResultHook | None,
+    limits: CallLimits,
+    name: str = "vobiz.iter_stop_many",
 ) -> StopResultStream:
     """
     Check the arguments now, not at the first ``async for`` step, then stream results.
@@ -39,6 +42,8 @@ def iter_stop_many(
         concurrency=concurrency,
         rate_limit=rate_limit,
         on_result=on_result,
+        limits=limits,
+        name=name,
     )
     return StopResultStream(batch, room=concurrency)
 

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 
 import attrs
 
+from .._config import CallLimits
 from .._discovery import (
     LiveCursor,
     StreamInfo,
@@ -252,6 +253,7 @@ async def teardown(
     on_result: ResultHook | None,
     on_listing: ListingHook | None,
     skip: Skip | None,
+    limits: CallLimits,
 ) -> BulkReport:
     """
     Tear down every call, one result per request made (and per failed listing).
@@ -266,7 +268,13 @@ async def teardown(
         on_listing=on_listing,
     )
     return await stop_many(
-        session, work, concurrency=concurrency, rate_limit=rate_limit, on_result=on_result
+        session,
+        work,
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        on_result=on_result,
+        limits=limits,
+        name="vobiz.teardown",
     )
 
 
@@ -282,6 +290,7 @@ def iter_teardown(
     on_result: ResultHook | None,
     on_listing: ListingHook | None,
     skip: Skip | None,
+    limits: CallLimits,
 ) -> StopResultStream:
     """
     Like teardown(), yielding results as they complete; arguments checked now.
@@ -296,5 +305,11 @@ def iter_teardown(
         on_listing=on_listing,
     )
     return iter_stop_many(
-        session, work, concurrency=concurrency, rate_limit=rate_limit, on_result=on_result
+        session,
+        work,
+        concurrency=concurrency,
+        rate_limit=rate_limit,
+        on_result=on_result,
+        limits=limits,
+        name="vobiz.iter_teardown",
     )
