@@ -522,3 +522,25 @@ async def test_leaving_live_calls_early_is_clean() -> None:
             if call == "c-1":
                 break
     assert fake.request_count == 1
+
+
+async def test_a_teardowns_retry_overrides_the_clients_for_its_stops() -> None:
+    """`retry=` on one teardown applies to its stops: one attempt each, where the client has 20."""
+    fake = seeded(calls=3, streams=1, seed=1, faults=Faults(error_503=1.0))
+    async with client(fake, sleep=FakeTime().sleep) as vobiz:
+        report = await vobiz.teardown(
+            ["call-0", "call-1", "call-2"], retry=RetryPolicy(max_attempts=1)
+        )
+        default = await vobiz.stop_many([Stream("call-0", "s-0-0")])
+    assert len(report.failed) == 6
+    assert {r.attempts for r in report.results} == {1}
+    assert default.results[0].attempts == PATIENT.max_attempts
+
+
+async def test_a_teardowns_bad_timeout_is_refused_at_the_call() -> None:
+    """A per-call timeout is checked as the constructor's is, before anything is sent."""
+    fake = seeded(calls=1)
+    async with client(fake) as vobiz:
+        with pytest.raises(ValueError, match="timeout must be > 0"):
+            await vobiz.teardown(timeout=0)
+    assert fake.requests == []
