@@ -662,7 +662,7 @@ async def test_logs_one_debug_per_attempt_and_one_info_per_retry(
 async def test_info_records_name_their_event_for_progress_displays(
     vobiz: AsyncVobiz, router: respx.Router, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A batch's 429 re-send is event "throttled", a retry "retry": a display can tell them apart."""
+    """A batch's 429 re-send is event "throttled", a retry "retry": told apart by a display."""
     caplog.set_level(logging.INFO, logger="vobiz_async")
     route = router.delete(STREAM_PATH)
     route.side_effect = [
