@@ -398,3 +398,15 @@ async def test_resume_survives_a_report_cut_short(
     assert (summary["skipped"], summary["stopped"]) == (1, 2)
     assert fake.times_stopped(Stream("r1", "s")) == 0
     assert fake.times_stopped(Stream("r2", "s")) == 1
+
+
+async def test_demo_explains_its_not_found_count() -> None:
+    """Not found in the demo are retries that found the stop already applied: said, and checked."""
+    run = await vobiz_async(
+        "demo", "--count", "2000", "--latency", "0", "--json", env=cli_env(None, None)
+    )
+    assert run.status == 0, run
+    not_found = run.summary["not_found"]
+    assert not_found > 0  # 0.5% of answers are dropped after the stop was applied
+    assert f"not found {not_found}: retries that found the stop already applied" in run.stderr
+    assert "the fake's count shows each of them stopped, once" in run.stderr

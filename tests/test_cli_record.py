@@ -220,3 +220,66 @@ async def test_a_report_naming_the_input_is_refused(
         assert "input" in run.stderr
     assert calls.read_text() == kept
     assert fake.request_count == 0
+
+
+async def test_retry_failed_with_nothing_left_says_so(
+    served: tuple[FakeVobiz, str], tmp_path: Path
+) -> None:
+    """A report with every target stopped or not found: nothing sent, exit 0, said in a line."""
+    fake, base_url = served
+    report = tmp_path / "run1.jsonl"
+    done = {"kind": "all_streams", "call_uuid": "x1", "stream_id": None, "url": None}
+    report.write_text(
+        json.dumps({**done, "outcome": "failed"})
+        + "\n"
+        + json.dumps({**done, "outcome": "stopped"})
+    )
+    run = await vobiz_async("retry-failed", report, env=cli_env(fake, base_url), cwd=tmp_path)
+    assert run.status == 0, run
+    assert "nothing to retry" in run.stdout
+    assert fake.request_count == 0
+
+
+async def test_retry_failed_leaves_bad_input_rows_to_be_fixed(
+    served: tuple[FakeVobiz, str], tmp_path: Path
+) -> None:
+    """Bad input rows cannot be retried from a report: their input lines are named; the rest go."""
+    fake, base_url = served
+    calls = written(tmp_path / "calls.csv", ["ok1,s1", "missing-stream,", "ok2,s2"])
+    report = tmp_path / "run1.jsonl"
+    env = cli_env(fake, base_url)
+    fake.faults = Faults(error_503=1.0)
+    first = await vobiz_async(
+        "stop-streams", calls, "--report", report, "--max-attempts", "1", env=env, cwd=tmp_path
+    )
+    assert first.status == 1, first
+    fake.faults = Faults()
+    run = await vobiz_async("retry-failed", report, "--json", env=env, cwd=tmp_path)
+    assert run.status == 0, run
+    assert "input lines 2" in run.stderr
+    assert run.summary["stopped"] == 2
+
+
+async def test_a_report_other_than_the_resumed_one_is_not_overwritten_either(
+    served: tuple[FakeVobiz, str], tmp_path: Path
+) -> None:
+    """--resume A --report B with B holding lines: refused, B kept, nothing sent."""
+    fake, base_url = served
+    calls = written(tmp_path / "calls.txt", CALLS[:3], header="call_uuid")
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("")
+    b.write_text('{"kind": "all_streams", "call_uuid": "z", "outcome": "stopped"}\n')
+    run = await vobiz_async(
+        "stop-all-streams",
+        calls,
+        "--resume",
+        a,
+        "--report",
+        b,
+        env=cli_env(fake, base_url),
+        cwd=tmp_path,
+    )
+    assert run.status == 2, run
+    assert "never overwritten" in run.stderr
+    assert b.read_text().count("\n") == 1
+    assert fake.request_count == 0

@@ -141,7 +141,12 @@ class InputSource:
         """
         Standard input, typed at a terminal: the person must be told it is being waited for.
         """
-        return self.kind is SourceKind.STDIN and os.isatty(sys.stdin.fileno())
+        if self.kind is not SourceKind.STDIN:
+            return False
+        try:
+            return os.isatty(sys.stdin.fileno())
+        except (AttributeError, ValueError, OSError):  # no standard input at all
+            return False
 
     def reader(self, target_type: type[Target]) -> ThreadedReader[Row | BadRow]:
         """
