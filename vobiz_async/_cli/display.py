@@ -259,8 +259,7 @@ def print_summary(
     show = err if options.json else out
     if not options.quiet:
         show.print(_table(tally, data))
-    notes = _notes(tally)
-    for note in notes:
+    for note in _notes(tally, errors_only=options.quiet):
         err.print(note, highlight=False)
     if options.quiet:
         return
@@ -322,9 +321,9 @@ def _table(tally: Tally, data: dict[str, Any]) -> Table:
     return table
 
 
-def _notes(tally: Tally) -> list[str]:
+def _notes(tally: Tally, *, errors_only: bool) -> list[str]:
     """
-    Why the run ended as it did, in the command line's words: errors first.
+    Why the run ended as it did, in the command line's words: errors first (only those, quiet).
     """
     notes = []
     if tally.halt is not None:
@@ -334,6 +333,8 @@ def _notes(tally: Tally) -> list[str]:
             f"[red]vobiz-async: {escape(tally.input_error)}[/red]; "
             "the rows before it were sent and are in the report"
         )
+    if errors_only:
+        return notes
     if tally.end is RunEnd.INTERRUPTED:
         in_flight = tally.in_flight_interrupted
         notes.append(
