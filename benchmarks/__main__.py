@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import ratelimit
+from . import construct, ratelimit
 from .ratelimit import pin, serve_fake
 
 HERE = Path(__file__).parent
@@ -199,6 +199,12 @@ def main() -> int:
     parser.add_argument("--skip", nargs="*", default=[], choices=list(LABELS))
     parser.add_argument("--memory", type=int, nargs="*", default=[20_000, 500_000])
     parser.add_argument(
+        "--construct-runs",
+        type=int,
+        default=5,
+        help="fresh processes timing AsyncVobiz() against httpx.AsyncClient(); 0 to skip",
+    )
+    parser.add_argument(
         "--rate-limits",
         type=float,
         nargs="*",
@@ -215,6 +221,7 @@ def main() -> int:
         else {}
     )
     memory = measure_memory(args.memory) if args.memory else {}
+    built = construct.measure(args.construct_runs, 20) if args.construct_runs else {}
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y-%m-%d")
     (RESULTS / "latest.json").write_text(
@@ -225,6 +232,7 @@ def main() -> int:
                 "throughput": results,
                 "rate_limited": limited,
                 "memory": memory,
+                "construct": built,
             },
             indent=2,
         )
@@ -248,6 +256,9 @@ def main() -> int:
             )
             + f"; growth {growth:+.1f} MiB"
         )
+    if built:
+        print(f"\n**Construction, median of {args.construct_runs} fresh processes**\n")
+        print(construct.table(built))
     if charted:
         print(f"\nchart: {RESULTS / 'throughput.png'}")
     print(f"took {time.perf_counter() - started:.0f}s", file=sys.stderr)

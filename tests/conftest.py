@@ -82,11 +82,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if not item.get_closest_marker("soak")]
 
 
+#: The variables the default transport reads when trust_env is on (either case).
+NETWORK_VARIABLES = frozenset(
+    {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the developer's VOBIZ_* variables: every test is hermetic."""
+    """
+    No test sees the developer's VOBIZ_*, proxy or CA variables: every test is hermetic.
+
+    A machine's HTTPS_PROXY would send the loopback TLS tests to its proxy.
+    """
     for name in list(os.environ):
-        if name.startswith("VOBIZ_"):
+        if name.startswith("VOBIZ_") or name.upper() in NETWORK_VARIABLES:
             monkeypatch.delenv(name)
 
 
@@ -148,7 +158,8 @@ async def vobiz(
 Behaviour = Callable[[int, bytes, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def _read_request(reader: asyncio.StreamReader) -> bytes | None:
+async def read_request(reader: asyncio.StreamReader) -> bytes | None:
+    """One HTTP/1.1 request, head and body; None at the end of the connection."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -174,7 +185,7 @@ class RawServers:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nonlocal count
             self.writers.append(writer)
-            while (request := await _read_request(reader)) is not None:
+            while (request := await read_request(reader)) is not None:
                 count += 1
                 await behaviour(count, request, writer)
                 if writer.is_closing():

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+import attrs
 import httpx
 import pytest
 
@@ -157,20 +158,29 @@ async def test_records_every_request(fake: FakeVobiz, vobiz: AsyncVobiz) -> None
 
 @pytest.mark.parametrize("route", ROUTES.values(), ids=lambda route: route.kind)
 async def test_every_route_has_a_handler(route: Route) -> None:
-    """Each route in the library's table is parsed back and applied, not a generic 404."""
+    """Each route in the library's table is parsed back (query included) and applied."""
     fake = FakeVobiz(open_world=True)
     request = route.request_type(**{name: f"{name}-1" for name in path_fields(route)})
+    if route.query:
+        request = attrs.evolve(request, offset=3)  # a query that is not the default
     async with fake.http_client() as http:
         answer = await http.request(
             route.method,
-            f"https://api.vobiz.ai/api/v1/Account/{fake.auth_id}/{route.path_for(request)}",
+            f"https://api.vobiz.ai/api/v1/Account/{fake.auth_id}/"
+            + route.path_for(request)
+            + route.query_for(request),
             json=route.json_for(request),
             headers={"X-Auth-ID": fake.auth_id, "X-Auth-Token": fake.auth_token},
         )
-    assert answer.status_code == 204
     (seen,) = fake.requests
     assert seen.target == request
-    assert fake.times_stopped(request) == 1
+    if route.method == "GET":
+        assert answer.status_code == 200
+        assert isinstance(answer.json(), dict)
+        assert "offset=3" in seen.query
+    else:
+        assert answer.status_code == 204
+        assert fake.times_stopped(request) == 1
 
 
 def path_fields(route: Route) -> list[str]:

@@ -30,7 +30,17 @@ from vobiz_async import (
     Stream,
     TLSCertificateError,
 )
-from vobiz_async._bulk.flow import BETA, GRACE, MIN_THROTTLES, WINDOW, K, Pacer, SendRate
+from vobiz_async._bulk.flow import (
+    BETA,
+    DOUBLING,
+    GRACE,
+    MIN_THROTTLES,
+    WINDOW,
+    K,
+    Pacer,
+    Phase,
+    SendRate,
+)
 
 from .conftest import AUTH_ID, AUTH_TOKEN, NO_CONTENT, Behaviour, FakeTime, make_client
 
@@ -94,15 +104,15 @@ def test_refusals_at_random_are_not_a_wall() -> None:
     rate = SendRate(clock.clock)
     sending_at(rate, clock, 400, 1.0)
     rate.answered(clock.now, throttled=True)
-    epoch = rate.epoch
+    cuts = rate.cuts
     sent_after = clock.now + GRACE * 2
     for i in range(400):
         rate.answered(sent_after, throttled=i % 20 == 19)
-    assert rate.epoch == epoch
+    assert rate.cuts == cuts
     clock.now += WINDOW * 2  # later, a real wall: most answers are 429s
     for i in range(10):
         rate.answered(sent_after, throttled=i % 2 == 0)
-    assert rate.epoch > epoch
+    assert rate.cuts > cuts
 
 
 def test_the_rate_grows_back_to_the_old_one_in_k_seconds_then_probes_past() -> None:
@@ -130,10 +140,57 @@ def test_growth_is_capped_at_twice_the_measured_rate() -> None:
     rate = SendRate(clock.clock)
     sending_at(rate, clock, 400, 1.0)
     rate.answered(clock.now, throttled=True)
+    cut_to = rate.allowed()
     sending_at(rate, clock, 10, 5 * K)
-    allowed = rate.allowed()
-    assert allowed is not None
-    assert allowed <= 2 * 10 * 1.15  # the meter counts in tenths of a second: +-1 slot
+    assert rate.allowed() == cut_to  # not the cubic's 5 K seconds of growth
+
+
+def test_a_batch_wide_pause_does_not_collapse_the_rate() -> None:
+    """
+    Every request waiting out a Retry-After sends nothing for a second.
+
+    The rate the cut chose still holds when they come back; it used to fall
+    to twice "nothing" and take seconds to climb back.
+    """
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    sending_at(rate, clock, 400, 1.0)
+    rate.answered(clock.now, throttled=True)
+    cut_to = rate.allowed()
+    clock.now += WINDOW * 1.5
+    assert cut_to == pytest.approx(BETA * 400, rel=0.02)
+    assert rate.allowed() == cut_to
+
+
+def test_a_wall_hit_at_the_start_is_found_by_doubling_not_guessed() -> None:
+    """
+    A 429 in the batch's first milliseconds has no rate to trust.
+
+    The rate then doubles every DOUBLING seconds from where it was, and the
+    next wall is taken as the limit (the rate the doubling had reached); it
+    used to settle at the few sends counted so far and take seconds to grow.
+    """
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    began = clock.now
+    sending_at(rate, clock, 400, 0.01)  # four sends, then the first answer: a 429
+    rate.answered(clock.now, throttled=True)
+    phases = [rate.phase]
+    start = rate.allowed()
+    assert start is not None
+    seen = [start]
+    while (allowed := rate.allowed()) is not None and allowed < 400:
+        sends = max(1, round(allowed * DOUBLING / 2))  # keeping up with the allowed rate
+        sending_at(rate, clock, sends / (DOUBLING / 2), DOUBLING / 2)
+        seen.append(allowed)
+    assert seen == sorted(seen)
+    assert clock.now - began < 2.5  # 400/s reached within seconds
+    reached = rate.allowed()
+    assert reached is not None
+    rate.answered(clock.now, throttled=True)  # the wall
+    phases.append(rate.phase)
+    assert phases == [Phase.SLOW_START, Phase.CUBIC]
+    assert rate.allowed() == pytest.approx(BETA * reached, rel=0.02)
 
 
 async def test_the_pacer_spaces_sends_at_the_rate_and_rebooks_after_a_cut() -> None:

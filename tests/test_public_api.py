@@ -66,6 +66,8 @@ def test_public_classes_print_under_the_package_name() -> None:
         pytest.param(vobiz_async.InvalidTargetError, ValueError, id="invalid-valueerror"),
         pytest.param(vobiz_async.ConfigurationError, ValueError, id="config-valueerror"),
         pytest.param(vobiz_async.ClientClosedError, RuntimeError, id="closed-runtimeerror"),
+        pytest.param(vobiz_async.EventLoopError, RuntimeError, id="event-loop-runtimeerror"),
+        pytest.param(vobiz_async.EventLoopError, vobiz_async.VobizError, id="event-loop"),
     ],
 )
 def test_error_tree(child: type[Exception], parent: type[Exception]) -> None:

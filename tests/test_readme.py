@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,22 @@ async def test_incident_commands_run_as_written_in_order(tmp_path: Path) -> None
     run1 = (tmp_path / "run1.jsonl").read_text().splitlines()
     outcomes = [json.loads(line)["outcome"] for line in run1]
     assert outcomes == ["failed"] * len(CALLS) + ["stopped"] * len(CALLS)
+
+
+def test_fake_vobiz_example_passes_in_a_fresh_project(tmp_path: Path) -> None:
+    """
+    The example passes when copied into a project with no pytest configuration.
+
+    pytest-asyncio's default strict mode collects it and runs it, not skips it.
+    """
+    (tmp_path / "test_bot.py").write_text(python_block("## Testing your code against a fake Vobiz"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_bot.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout, done.stdout
+    assert "warning" not in done.stdout.lower(), done.stdout

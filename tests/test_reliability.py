@@ -320,6 +320,7 @@ def check_pool_is_idle(vobiz: AsyncVobiz) -> None:
     pool = vobiz._session.sender
     assert isinstance(pool, OwnPool)
     assert pool.in_flight == 0
+    assert pool.transport is not None
     session = pool.transport.client  # type: ignore[attr-defined]
     # aiohttp has no public count of connections in use; _acquired is what it tracks.
     assert len(session.connector._acquired) == 0

@@ -1,9 +1,10 @@
 """
-Stop Vobiz streams and recordings from asyncio code: pooled, retried, and in bulk.
+Find and stop Vobiz streams and recordings from asyncio code: pooled, retried, and in bulk.
 """
 
 from ._bulk import StopResultStream
 from ._client import DEFAULT_BASE_URL, AsyncVobiz
+from ._discovery import ListLiveCalls, ListStreams, StreamInfo, StreamListing
 from ._exceptions import (
     APIConnectError,
     APIConnectionError,
@@ -13,6 +14,7 @@ from ._exceptions import (
     BadRequestError,
     ClientClosedError,
     ConfigurationError,
+    EventLoopError,
     InvalidTargetError,
     NotFoundError,
     PermissionDeniedError,
@@ -40,7 +42,10 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "DEFAULT_BASE_URL",
+    "EventLoopError",
     "InvalidTargetError",
+    "ListLiveCalls",
+    "ListStreams",
     "NotFoundError",
     "Outcome",
     "PermissionDeniedError",
@@ -52,6 +57,8 @@ __all__ = [
     "StopResult",
     "StopResultStream",
     "Stream",
+    "StreamInfo",
+    "StreamListing",
     "TLSCertificateError",
     "Target",
     "UnexpectedResponseError",

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_IDENTIFIER",
     "MAX_URL",
     "at_least_one",
+    "check_count",
     "check_identifier",
     "check_recording_url",
     "is_loopback",
@@ -100,6 +101,17 @@ def check_identifier(name: str, value: object) -> str:
     if not _FORBIDDEN.isdisjoint(value):
         bad = "".join(sorted(_FORBIDDEN.intersection(value)))
         raise InvalidTargetError(f"{name} must not contain any of {bad!r}: {value[:80]!r}")
+    return value
+
+
+def check_count(name: str, value: object) -> int | None:
+    """
+    Return ``value`` if it is None or an int ``>= 0`` (a page's limit or offset), else raise.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidTargetError(f"{name} must be an int >= 0, got {value!r}")
     return value
 
 

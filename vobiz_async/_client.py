@@ -1,23 +1,43 @@
 """
-AsyncVobiz: one pooled HTTP client, one retry policy, three kinds of stop.
+AsyncVobiz: one pooled HTTP client, one retry policy, three kinds of stop, and discovery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Self
 
 import httpx
 
-from ._bulk import ResultHook, StopResultStream, iter_stop_many, stop_many
+from ._bulk import (
+    Calls,
+    ListingHook,
+    ResultHook,
+    Skip,
+    StopResultStream,
+    StreamsTo,
+    iter_stop_many,
+    iter_teardown,
+    stop_many,
+    teardown,
+)
 from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Settings
+from ._discovery import StreamInfo, iter_live_calls, stream_pages
 from ._exceptions import ConfigurationError, NotFoundError
 from ._models import BulkReport, Outcome, StopResult
+from ._network import ProxyTypes, VerifyTypes
 from ._retry import RetryPolicy, Sleep
-from ._sender import CallerClient, OwnPool, Sender, default_transport
+from ._sender import (
+    CallerClient,
+    DefaultTransports,
+    GivenTransport,
+    OwnPool,
+    Sender,
+    Transports,
+)
 from ._session import Lifecycle, Session
 from ._targets import AllStreams, Recording, Stream, Target
 
@@ -33,11 +53,34 @@ class AsyncVobiz:
     ``VOBIZ_AUTH_ID``, ``VOBIZ_AUTH_TOKEN`` and ``VOBIZ_BASE_URL`` variables.
     Any bad argument raises ConfigurationError (a ValueError) here.
 
+    One client per event loop: its connection pool belongs to the loop it
+    runs on. Once that loop has closed (each ``asyncio.run()`` closes its
+    own), the next use on another loop opens a new pool; used on another loop
+    while its own is still open, it raises EventLoopError. Construction
+    builds nothing that costs: the pool opens at the first request.
+
+    The default transport (httpx on aiohttp) connects as httpx would:
+
+    - ``proxy``: a proxy URL (``http://user:password@host:port``, http or
+      https) or an ``httpx.Proxy`` (URL and auth only), used for every
+      request. Without it, with ``trust_env``, ``HTTPS_PROXY`` or
+      ``ALL_PROXY`` (either case) is used unless ``NO_PROXY`` names the host.
+      A plain-http base URL (loopback only) never goes through a proxy: the
+      proxy would see the token in clear text.
+    - ``verify``: True (the default) trusts certifi's CA bundle, or with
+      ``trust_env`` the one named by ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``;
+      a CA bundle's path (file or hashed directory) or an ``ssl.SSLContext``
+      trusts those instead. False is refused: it would hand the token to
+      anyone in the middle.
+    - ``trust_env``: False ignores the proxy and CA variables (not the
+      ``VOBIZ_*`` ones).
+
     ``http_client`` replaces the default client (httpx on aiohttp): it is used
     as given, hooks and all, and never closed here. ``transport`` keeps our own
     client but swaps what is under it (``FakeVobiz().transport()`` in tests);
-    we close it. ``sleep`` and ``clock`` exist so that tests can run retries
-    without waiting.
+    we close it. With either, ``proxy``, ``verify`` and ``trust_env`` are
+    theirs to configure, and passing them here is a ConfigurationError.
+    ``sleep`` and ``clock`` exist so that tests can run retries without waiting.
     """
 
     def __init__(
@@ -51,6 +94,9 @@ class AsyncVobiz:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        proxy: ProxyTypes | None = None,
+        verify: VerifyTypes = True,
+        trust_env: bool = True,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -61,6 +107,10 @@ class AsyncVobiz:
             timeout=timeout,
             max_connections=max_connections,
             retry=retry,
+            proxy=proxy,
+            verify=verify,
+            trust_env=trust_env,
+            default_transport=http_client is None and transport is None,
         )
         _check_collaborators(http_client, transport, sleep, clock)
         sender: Sender
@@ -69,11 +119,13 @@ class AsyncVobiz:
                 raise ConfigurationError("pass http_client or transport, not both")
             sender = CallerClient(http_client, max_connections=max_connections)
         else:
-            sender = OwnPool(
-                transport if transport is not None else default_transport(),
-                max_connections=max_connections,
-                timeout=settings.timeout,
-            )
+            transports: Transports
+            if transport is not None:
+                transports = GivenTransport(transport)
+            else:
+                assert settings.network is not None  # resolved for the default transport
+                transports = DefaultTransports(settings.network)
+            sender = OwnPool(transports, max_connections=max_connections, timeout=settings.timeout)
         self._session = Session(settings, sender, clock=clock, sleep=sleep)
 
     def __repr__(self) -> str:
@@ -232,6 +284,112 @@ class AsyncVobiz:
             rate_limit=rate_limit,
             on_result=on_result,
         )
+
+    # -- discovery --------------------------------------------------------------------
+
+    def live_calls(self) -> AsyncIterator[str]:
+        """
+        The UUID of every live call on the account (``GET Call/?status=live``), as read.
+
+        Every page, if the API pages; each call once per page. A failure, once
+        retries are spent, raises its typed error from the ``async for``.
+        """
+        return iter_live_calls(self._session)
+
+    def list_streams(
+        self, call_uuid: str, *, active_only: bool = True
+    ) -> AsyncIterator[StreamInfo]:
+        """
+        The streams on a call, every page read (``GET Call/{call_uuid}/Stream/``).
+
+        ``active_only`` keeps the streams still running: any whose status is
+        not ``completed`` or ``failed``. A call that has ended (or never
+        existed) raises NotFoundError; a bad ``call_uuid`` InvalidTargetError.
+        """
+        return _streams(self._session, call_uuid, active_only=active_only)
+
+    async def teardown(
+        self,
+        calls: Calls | None = None,
+        *,
+        streams: bool = True,
+        recordings: bool = True,
+        streams_to: StreamsTo | None = None,
+        concurrency: int = 50,
+        rate_limit: float | None = None,
+        on_result: ResultHook | None = None,
+        on_listing: ListingHook | None = None,
+        skip: Skip | None = None,
+    ) -> BulkReport:
+        """
+        Stop every stream and recording on each call: by default, on every live call.
+
+        Per call: all its streams with one request, or, with ``streams_to`` (a
+        URL prefix of ``service_url``, or a predicate on StreamInfo), a listing
+        of its streams and one stop per running stream that matches; then all
+        its recordings with one request. ``streams=False`` or
+        ``recordings=False`` leaves those alone. Listing and stopping overlap,
+        as one batch under ``concurrency`` and ``rate_limit`` (see stop_many).
+
+        One result per request made, in the order they were taken. A call that
+        ended meanwhile is NOT_FOUND. A call whose streams could not be listed
+        has one result, for ``AllStreams(call_uuid)``: FAILED with the
+        listing's error (or NOT_FOUND on a 404), nothing sent to stop them.
+        ``on_listing`` sees what each listing found; ``skip`` (asked about
+        each target before it is sent) leaves the targets it returns True for
+        unsent, with no result. If the live-call list cannot be read, that
+        error is raised once everything found before it has been stopped.
+        """
+        return await teardown(
+            self._session,
+            calls,
+            streams=streams,
+            recordings=recordings,
+            streams_to=streams_to,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            on_result=on_result,
+            on_listing=on_listing,
+            skip=skip,
+        )
+
+    def iter_teardown(
+        self,
+        calls: Calls | None = None,
+        *,
+        streams: bool = True,
+        recordings: bool = True,
+        streams_to: StreamsTo | None = None,
+        concurrency: int = 50,
+        rate_limit: float | None = None,
+        on_result: ResultHook | None = None,
+        on_listing: ListingHook | None = None,
+        skip: Skip | None = None,
+    ) -> StopResultStream:
+        """
+        Like teardown(), yielding results as they complete and holding none of them.
+        """
+        return iter_teardown(
+            self._session,
+            calls,
+            streams=streams,
+            recordings=recordings,
+            streams_to=streams_to,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+            on_result=on_result,
+            on_listing=on_listing,
+            skip=skip,
+        )
+
+
+async def _streams(
+    session: Session, call_uuid: str, *, active_only: bool
+) -> AsyncIterator[StreamInfo]:
+    async for page in stream_pages(session, call_uuid):
+        for info in page:
+            if info.active or not active_only:
+                yield info
 
 
 def _check_collaborators(

@@ -12,6 +12,7 @@ import httpx
 
 from ._checks import check_identifier, is_loopback
 from ._exceptions import ConfigurationError, InvalidTargetError
+from ._network import Network
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -38,6 +39,8 @@ class Settings:
     timeout: float
     max_connections: int
     retry: RetryPolicy
+    #: How the default transport connects; None when http_client= or transport= replaces it.
+    network: Network | None = None
 
     @classmethod
     def resolve(
@@ -49,9 +52,19 @@ class Settings:
         timeout: float,
         max_connections: int,
         retry: RetryPolicy | None,
+        proxy: object = None,
+        verify: object = True,
+        trust_env: object = True,
+        default_transport: bool = True,
     ) -> Settings:
         """
-        Fill in from ``VOBIZ_*`` variables and check every value; ConfigurationError if any is bad.
+        Fill in from the environment and check every value; ConfigurationError if any is bad.
+
+        ``VOBIZ_*`` for the credentials and base URL; with ``trust_env`` (and
+        the default transport) the proxy and CA variables too. ``proxy``,
+        ``verify`` and ``trust_env`` configure the default transport, so with
+        ``default_transport=False`` (an ``http_client=`` or ``transport=`` of
+        the caller's) passing any of them is an error rather than ignored.
         """
         auth_id = auth_id if auth_id is not None else os.environ.get("VOBIZ_AUTH_ID")
         auth_token = auth_token if auth_token is not None else os.environ.get("VOBIZ_AUTH_TOKEN")
@@ -80,14 +93,44 @@ class Settings:
             raise ConfigurationError(f"max_connections must be an int > 0, got {max_connections!r}")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError(f"retry must be a RetryPolicy, not {type(retry).__name__}")
+        base_url = check_base_url(base_url or os.environ.get("VOBIZ_BASE_URL"))
+        network: Network | None = None
+        if default_transport:
+            network = Network.resolve(base_url, proxy=proxy, verify=verify, trust_env=trust_env)
+        else:
+            given = [
+                name
+                for name, value, default in (
+                    ("proxy", proxy, None),
+                    ("verify", verify, True),
+                    ("trust_env", trust_env, True),
+                )
+                if value is not default
+            ]
+            if given:
+                raise ConfigurationError(
+                    f"{', '.join(given)} configure the default transport; with http_client= "
+                    "or transport= configure your own client or transport instead"
+                )
         return cls(
             auth_id=auth_id,
             auth_token=auth_token,
-            base_url=check_base_url(base_url or os.environ.get("VOBIZ_BASE_URL")),
+            base_url=base_url,
             timeout=float(timeout),
             max_connections=max_connections,
             retry=retry if retry is not None else RetryPolicy(),
+            network=network,
         )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """
+        What must appear in no message, log or repr: the auth token, and the proxy's password.
+        """
+        proxy = self.network.proxy if self.network is not None else None
+        if proxy is not None and proxy.password:
+            return (self.auth_token, proxy.password)
+        return (self.auth_token,)
 
     @property
     def account_url(self) -> str:

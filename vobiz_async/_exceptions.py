@@ -5,6 +5,7 @@ The tree::
 
     VobizError
     ├── ClientClosedError              (also a RuntimeError) the client was used after aclose()
+    ├── EventLoopError                 (also a RuntimeError) used on a second event loop at once
     ├── ConfigurationError             (also a ValueError) missing credentials, unsafe base URL
     ├── InvalidTargetError             (also a ValueError) refused before any request was sent
     ├── APIConnectionError             no HTTP response: refused, reset, dropped
@@ -43,6 +44,10 @@ from ._redact import MASK, Redactor, shorten
 
 #: Bytes of an answer read at most (see _sender.read_capped).
 MAX_BODY = 64 * 1024
+#: Bytes of a listing's success answer read at most. The live-call list is one
+#: unpaged answer of about 40 bytes per call: 16 MiB holds some 400,000 calls.
+#: Error answers to a listing keep MAX_BODY.
+MAX_LIST_BODY = 16 * 1024 * 1024
 
 __all__ = [
     "APIConnectError",
@@ -53,6 +58,7 @@ __all__ = [
     "BadRequestError",
     "ClientClosedError",
     "ConfigurationError",
+    "EventLoopError",
     "InvalidTargetError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -61,8 +67,10 @@ __all__ = [
     "TLSCertificateError",
     "UnexpectedResponseError",
     "VobizError",
+    "MalformedAnswer",
     "is_json_or_empty",
     "is_vobiz_error_body",
+    "malformed_answer",
     "parse_retry_after",
     "status_error",
     "transport_error",
@@ -134,6 +142,21 @@ def _restore(cls: type[E], message: str, state: dict[str, Any]) -> E:
 class ClientClosedError(VobizError, RuntimeError):
     """
     The client was used after ``aclose()`` or after its ``async with`` block.
+    """
+
+
+class EventLoopError(VobizError, RuntimeError):
+    """
+    The client was used on one event loop while the loop it runs on is still open.
+
+    The rule is one client per event loop: a client's connections belong to
+    the loop that opened them. When that loop has closed (each
+    ``asyncio.run()`` closes its own), the next use on another loop quietly
+    opens a new pool; while it is still open, running in another thread or
+    merely not running right now, using the client elsewhere raises this,
+    before any request is sent. A RuntimeError too, as asyncio's own "attached
+    to a different loop" errors are, rather than a ClientClosedError: the
+    client is fine on its own loop.
     """
 
 
@@ -419,6 +442,34 @@ def unexpected_response(
     )
 
 
+class MalformedAnswer(ValueError):
+    """
+    A listing's answer is not the shape it should be; the message says how.
+
+    Raised by the parsers and turned into UnexpectedResponseError by the session,
+    which has the response and the request's label. Without a message, the
+    body is empty or not JSON, and the error shows the body instead.
+    """
+
+
+def malformed_answer(
+    response: httpx.Response, *, label: str, why: str | None, redact: Redactor
+) -> UnexpectedResponseError:
+    """
+    The error for a success answer to a listing that cannot be read as one.
+
+    ``why`` says what is wrong with it; None describes the body (empty, or not JSON).
+    """
+    said = shorten(redact(why), 300) if why is not None else _describe_body(response, redact)
+    message = (
+        _status_line(response) + f" from {label} is not a listing this client can read ({said}): "
+        "nothing was listed; check the base URL and any proxy in between"
+    )
+    return UnexpectedResponseError(
+        redact(message), status_code=response.status_code, response=_masked(response, redact)
+    )
+
+
 def _status_line(response: httpx.Response) -> str:
     return f"{response.status_code} {response.reason_phrase or ''}".rstrip()
 
@@ -426,8 +477,21 @@ def _status_line(response: httpx.Response) -> str:
 def _describe_body(response: httpx.Response, redact: Redactor) -> str:
     if not response.content:
         return "(empty body)"
-    text = response.content.decode("utf-8", errors="replace")
+    text = _redacted_head(response.content, redact).decode("utf-8", errors="replace")
     return f"non-JSON body {shorten(redact(text))!r}"
+
+
+def _redacted_head(content: bytes, redact: Redactor) -> bytes:
+    """
+    At most MAX_BODY bytes of ``content`` with the token masked.
+
+    A listing's answer may be larger than MAX_BODY; an error keeps no more.
+    Cut at the cap, the body may end in part of the secret: that end is dropped.
+    """
+    head = redact.bytes(content[:MAX_BODY])
+    if len(content) >= MAX_BODY:
+        head = head[: -redact.longest]
+    return head
 
 
 def _masked(response: httpx.Response, redact: Redactor) -> httpx.Response:
@@ -439,10 +503,7 @@ def _masked(response: httpx.Response, redact: Redactor) -> httpx.Response:
         (name, MASK if name.lower() == "x-auth-token" else redact(value))
         for name, value in request.headers.multi_items()
     ]
-    content = redact.bytes(response.content)
-    if len(response.content) >= MAX_BODY:
-        # Cut at the cap, the body may end in part of the secret: drop what could be.
-        content = content[: -redact.longest]
+    content = _redacted_head(response.content, redact)
     return httpx.Response(
         response.status_code,
         headers=[(name, redact(value)) for name, value in response.headers.multi_items()],
@@ -453,10 +514,13 @@ def _masked(response: httpx.Response, redact: Redactor) -> httpx.Response:
 
 
 def transport_error(
-    exc: BaseException, *, label: str, timeout: float, redact: Redactor
+    exc: BaseException, *, label: str, timeout: float, redact: Redactor, via: str = ""
 ) -> VobizError:
     """
     Name a transport failure for what it was, in words that hold no token.
+
+    ``via`` names the proxy the request went through (" through the proxy
+    ..."), so that a failure at the proxy does not read as one at the API.
 
     httpx-aiohttp maps every aiohttp ClientConnectionError, a refused or a
     dropped connection included, to httpx.ConnectTimeout; the aiohttp cause
@@ -468,7 +532,7 @@ def transport_error(
     if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(cause, TimeoutError):
         exc = cause
     elif isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return APITimeoutError(f"no response within {timeout:.3g}s for {label}")
+        return APITimeoutError(f"no response within {timeout:.3g}s for {label}{via}")
     what = (
         f"{type(exc).__name__}: {shorten(redact(str(exc)), 300)}"
         if str(exc)
@@ -480,7 +544,7 @@ def transport_error(
         kind = TLSCertificateError
     elif isinstance(exc, aiohttp.ClientConnectorError | httpx.ConnectError):
         kind = APIConnectError
-    error = kind(f"connection failed for {label}: {what}")
+    error = kind(f"connection failed for {label}{via}: {what}")
     error.detail = what
     error.__cause__ = os_error
     return error

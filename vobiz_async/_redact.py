@@ -20,29 +20,17 @@ MASK = "***"
 
 class Redactor:
     """
-    Replaces a secret in its raw and common encoded forms.
+    Replaces secrets (the auth token, a proxy's password) in their raw and common encoded forms.
 
     The forms: as is, URL-encoded (``quote`` and ``quote_plus``, with and
     without ``/`` kept, either hex case), JSON-escaped, HTML-escaped, and
     base64 at each of its three alignments.
     """
 
-    def __init__(self, secret: str) -> None:
-        forms = {
-            secret,
-            quote(secret, safe=""),
-            quote(secret),  # "/" left as is, as most URL builders do
-            quote_plus(secret, safe=""),
-            quote_plus(secret),
-            json.dumps(secret)[1:-1],
-            html.escape(secret),
-        }
-        forms |= {form.lower() for form in forms if "%" in form}
-        # Base64 of a text holding the secret depends on where in it the secret
-        # starts (mod 3): the middle of each of the three encodings is fixed.
-        for offset in range(3):
-            encoded = base64.b64encode(b"\0" * offset + secret.encode()).decode()
-            forms.add(encoded[4:-4] if len(encoded) > 12 else encoded)
+    def __init__(self, secret: str, *more: str) -> None:
+        forms: set[str] = set()
+        for each in (secret, *more):
+            forms |= _forms(each)
         # Longest first, so that a form containing another is replaced whole.
         self._forms = sorted((form for form in forms if form), key=len, reverse=True)
         self._forms_bytes = [form.encode() for form in self._forms]
@@ -75,6 +63,26 @@ class Redactor:
         True if ``text`` holds the secret in any form this redactor knows.
         """
         return self(text) != text
+
+
+def _forms(secret: str) -> set[str]:
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),  # "/" left as is, as most URL builders do
+        quote_plus(secret, safe=""),
+        quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        html.escape(secret),
+    }
+    forms |= {form.lower() for form in forms if "%" in form}
+    # Base64 of a text holding the secret depends on where in it the secret
+    # starts (mod 3): the middle of each of the three encodings is fixed. So
+    # this also masks it inside a Basic credential's "user:password".
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + secret.encode()).decode()
+        forms.add(encoded[4:-4] if len(encoded) > 12 else encoded)
+    return forms
 
 
 def shorten(text: str, limit: int = 120) -> str:

@@ -4,8 +4,8 @@ The route table: every request this library makes, described once.
 A kind of request is a frozen attrs class registered with ``@route``: the HTTP
 method, the path under ``/Account/{auth_id}/`` with the class's fields in
 braces, and, per field, how it is checked and whether it travels in the JSON
-body instead. From that one description the client builds a request, the
-fake Vobiz parses it back, and the CLI names its report columns. Adding an
+body or the query string instead. From that one description the client builds
+a request, the fake Vobiz parses it back, and the CLI names its report columns. Adding an
 endpoint is one class with ``@route`` (see the README's "Adding an endpoint").
 """
 
@@ -15,19 +15,23 @@ import json
 import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import attrs
 
 from ._checks import check_identifier, check_recording_url
 
-__all__ = ["ROUTES", "Route", "body_field", "path_field", "route"]
+__all__ = ["ROUTES", "Route", "body_field", "path_field", "query_field", "route"]
 
 T = TypeVar("T")
 Check = Callable[[str, object], object]
 
-# Field metadata keys: how a value is checked, and its JSON body key if it has one.
+# Field metadata keys: how a value is checked, its JSON body key if it has one, and
+# its query parameter (with how the fake reads it back from text) if it has one.
 CHECK = "vobiz_check"
 JSON_KEY = "vobiz_json_key"
+QUERY_KEY = "vobiz_query_key"
+QUERY_READ = "vobiz_query_read"
 
 
 def path_field() -> Any:
@@ -42,6 +46,18 @@ def body_field(json_key: str, *, check: Check = check_recording_url) -> Any:
     An optional field sent as ``{json_key: value}`` in a JSON body; omitted when None.
     """
     return attrs.field(default=None, metadata={CHECK: check, JSON_KEY: json_key})
+
+
+def query_field(
+    key: str, *, check: Check, default: object = None, read: Callable[[str], object] = str
+) -> Any:
+    """
+    A field sent as ``?key=value`` in the query string; omitted when None.
+
+    ``read`` turns the text back into the field's value (``int`` for a count),
+    for the fake; a ValueError from it means the request is not this route.
+    """
+    return attrs.field(default=default, metadata={CHECK: check, QUERY_KEY: key, QUERY_READ: read})
 
 
 @attrs.frozen
@@ -59,6 +75,8 @@ class Route:
     segments: tuple[tuple[bool, str], ...] = attrs.field(init=False)
     #: Field name to JSON body key, for the fields that travel in the body.
     body: Mapping[str, str] = attrs.field(init=False)
+    #: Field name to query parameter, for the fields that travel in the query string.
+    query: Mapping[str, str] = attrs.field(init=False)
 
     @segments.default
     def _split_path(self) -> tuple[tuple[bool, str], ...]:
@@ -77,6 +95,14 @@ class Route:
             field.name: field.metadata[JSON_KEY]
             for field in attrs.fields(self.request_type)
             if JSON_KEY in field.metadata
+        }
+
+    @query.default
+    def _query_keys(self) -> Mapping[str, str]:
+        return {
+            field.name: field.metadata[QUERY_KEY]
+            for field in attrs.fields(self.request_type)
+            if QUERY_KEY in field.metadata
         }
 
     def check(self, request: T) -> T:
@@ -104,11 +130,27 @@ class Route:
         }
         return body or None
 
-    def parse(self, segments: list[str], body: bytes) -> Any | None:
+    def query_for(self, request: object) -> str:
         """
-        The request these path segments and body spell, or None if they are not this route.
+        The query string with its ``?``, or ``""`` when no query field has a value.
+        """
+        if not self.query:
+            return ""  # every stop: nothing to build
+        params = [
+            (key, str(value))
+            for name, key in self.query.items()
+            if (value := getattr(request, name)) is not None
+        ]
+        return "?" + urlencode(params) if params else ""
 
-        The inverse of ``path_for`` and ``json_for``, for the fake Vobiz.
+    def parse(
+        self, segments: list[str], body: bytes, query: Mapping[str, str] | None = None
+    ) -> Any | None:
+        """
+        The request these path segments, body and query spell, or None if they are not this route.
+
+        The inverse of ``path_for``, ``json_for`` and ``query_for``, for the fake
+        Vobiz. A query parameter that is absent takes the field's default.
         """
         if len(segments) != len(self.segments):
             return None
@@ -122,6 +164,14 @@ class Route:
         for name, key in self.body.items():
             value = sent.get(key)
             values[name] = value if isinstance(value, str) else None
+        given = query or {}
+        for field in attrs.fields(self.request_type):
+            key = field.metadata.get(QUERY_KEY)
+            if key is not None and key in given:
+                try:
+                    values[field.name] = field.metadata[QUERY_READ](given[key])
+                except ValueError:
+                    return None
         return self.request_type(**values)
 
     def columns(self) -> Iterator[str]:

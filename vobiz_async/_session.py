@@ -2,7 +2,8 @@
 The machinery behind one AsyncVobiz: settings, sender, retries and results.
 
 ``Session`` is also the named interface the bulk engine uses: ``ensure_open``,
-``lease_pool``, ``stop(target, gate=...)``, ``clock``, ``sleep`` and ``retry``.
+``lease_pool``, ``stop(target, gate=...)``, ``fetch(request, parse, gate=...)``,
+``clock``, ``sleep`` and ``retry``.
 """
 
 from __future__ import annotations
@@ -12,18 +13,25 @@ import enum
 import functools
 import logging
 import time
+from collections.abc import Callable
+from typing import ClassVar, Protocol, TypeVar
 
 import aiohttp
 import httpx
 
 from ._config import Settings
 from ._exceptions import (
+    MAX_BODY,
+    MAX_LIST_BODY,
     APIStatusError,
     ClientClosedError,
+    EventLoopError,
     InvalidTargetError,
+    MalformedAnswer,
     VobizError,
     is_json_or_empty,
     is_vobiz_error_body,
+    malformed_answer,
     parse_error_body,
     status_error,
     transport_error,
@@ -33,12 +41,32 @@ from ._exceptions import (
 from ._models import Outcome, StopResult
 from ._redact import Redactor
 from ._retry import RETRYABLE_STATUSES, UNGATED, Attempts, Clock, Gate, RetryPolicy, Sleep
+from ._routes import Route
 from ._sender import Lease, Sender
 from ._targets import Target, check_target
 
-__all__ = ["Lifecycle", "Session"]
+__all__ = ["Lifecycle", "ListingRequest", "Session"]
 
 logger = logging.getLogger("vobiz_async")
+
+T = TypeVar("T")
+#: How a listing's answer is read: its body, and the redactor for what it holds.
+Parse = Callable[[bytes, Redactor], T]
+#: How one attempt's answer is judged: the response and the request's label in, a value out.
+Judge = Callable[[httpx.Response, str], T]
+
+
+class ListingRequest(Protocol):
+    """
+    A GET request of the route table: what ``fetch`` needs of one.
+    """
+
+    route: ClassVar[Route]
+
+    def describe(self) -> str:
+        """
+        How the request reads in a message.
+        """
 
 
 class Lifecycle(enum.Enum):
@@ -63,7 +91,10 @@ class Session:
         self.state = Lifecycle.OPEN
         # One Headers object for every request: httpx copies it into each one.
         self._headers = settings.headers()
-        self.redact = Redactor(settings.auth_token)
+        self.redact = Redactor(*settings.secrets)
+        proxy = settings.network.proxy if settings.network is not None else None
+        # Named in connection errors: a failure at the proxy is not one at the API.
+        self._via = f" through the proxy {proxy.describe()}" if proxy is not None else ""
 
     @property
     def retry(self) -> RetryPolicy:
@@ -86,7 +117,12 @@ class Session:
         if self.state is Lifecycle.CLOSED:
             return
         self.state = Lifecycle.CLOSED
-        await self.sender.aclose()
+        try:
+            await self.sender.aclose()
+        except EventLoopError:
+            # Refused before closing anything: the client stays open on its own loop.
+            self.state = Lifecycle.OPEN
+            raise
 
     def lease_pool(self) -> Lease:
         """
@@ -115,8 +151,9 @@ class Session:
             preflight=self.ensure_open,
             label=_label(request),
         )
+        send = functools.partial(self._send, request, attempts, self._judge, MAX_BODY)
         try:
-            response = await attempts.run(functools.partial(self._send, request, attempts))
+            response = await attempts.run(send)
         except VobizError as exc:
             status = exc if isinstance(exc, APIStatusError) else None
             return StopResult(
@@ -142,16 +179,42 @@ class Session:
             api_id=api_id,
         )
 
+    async def fetch(self, request: ListingRequest, parse: Parse[T], *, gate: Gate = UNGATED) -> T:
+        """
+        GET a listing and read its answer with ``parse``; raise the typed error if that fails.
+
+        The same checks, retries, deadline, redaction and batch gate as a stop.
+        A GET changes nothing, so every retryable failure is retried, a
+        connection dropped after sending included. A 404 in Vobiz's shape raises
+        NotFoundError (the call has ended); a success that ``parse`` cannot read
+        raises UnexpectedResponseError, and is not retried.
+        """
+        self.ensure_open()
+        built = self._build(request.route.check(request))
+        attempts = Attempts(
+            self.retry,
+            timeout=self.settings.timeout,
+            clock=self.clock,
+            sleep=self.sleep,
+            gate=gate,
+            preflight=self.ensure_open,
+            label=_label(built),
+        )
+        judge = functools.partial(self._judge_listing, parse=parse)
+        return await attempts.run(
+            functools.partial(self._send, built, attempts, judge, MAX_LIST_BODY)
+        )
+
     def _elapsed(self, attempts: Attempts) -> float:
         # The span the deadline covers: first request sent to last answer; 0 if none was.
         return 0.0 if attempts.started is None else self.clock() - attempts.started
 
-    def _build(self, target: Target) -> httpx.Request:
+    def _build(self, target: Target | ListingRequest) -> httpx.Request:
         route = target.route
         try:
             return self.sender.build(
                 route.method,
-                self.settings.account_url + route.path_for(target),
+                self.settings.account_url + route.path_for(target) + route.query_for(target),
                 headers=self._headers,
                 json=route.json_for(target),
             )
@@ -161,12 +224,15 @@ class Session:
                 f"cannot build a request for {target.describe()[:200]}: {type(exc).__name__}"
             ) from None
 
-    async def _send(self, request: httpx.Request, attempts: Attempts) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request, attempts: Attempts, judge: Judge[T], limit: int
+    ) -> T:
         """
-        One attempt: the response if it is a stop or a Vobiz 404, else the typed error.
+        One attempt: what ``judge`` makes of the answer, else the typed error.
 
         The attempt's timeout runs from when the request is handed to the
         transport: a wait for a pool slot is the client's queue, not the server's.
+        ``limit`` is how much of a success answer is read.
         """
         label = _label(request)
         failure: VobizError | None
@@ -175,7 +241,7 @@ class Session:
             sent = time.perf_counter()
             try:
                 async with asyncio.timeout(timeout):
-                    response = await self.sender.send(request)
+                    response = await self.sender.send(request, limit=limit)
             except Exception as exc:  # whatever one send raises is its target's failure
                 failure = self._send_failure(exc, label, timeout)
             else:
@@ -195,7 +261,7 @@ class Session:
                 extra={"vobiz_status": status, "vobiz_attempt": attempts.count},
             )
         try:
-            return self._judge(response, label)
+            return judge(response, label)
         except VobizError:
             raise
         except Exception as exc:  # reading a hostile answer must not escape as a crash
@@ -210,12 +276,36 @@ class Session:
             if is_json_or_empty(response.content):
                 return response
             raise unexpected_response(response, label=label, redact=self.redact)
-        if status == 404:
-            if is_vobiz_error_body(response.content):
-                return response
-            raise unexpected_response(response, label=label, redact=self.redact)
-        retryable = status in RETRYABLE_STATUSES
-        raise status_error(
+        if status == 404 and is_vobiz_error_body(response.content):
+            return response
+        raise self._failure(response, label)
+
+    def _judge_listing(self, response: httpx.Response, label: str, *, parse: Parse[T]) -> T:
+        """
+        What ``parse`` reads from a success; else the error the answer amounts to.
+        """
+        status = response.status_code
+        if not 200 <= status < 300:
+            raise self._failure(response, label)
+        content = response.content
+        if len(content) >= MAX_LIST_BODY:
+            why: str | None = f"larger than the {MAX_LIST_BODY // 2**20} MiB this client reads"
+        else:
+            try:
+                return parse(content, self.redact)
+            except MalformedAnswer as exc:
+                # No reason given: the body is empty or not JSON, and is shown instead.
+                why = str(exc) or None
+        raise malformed_answer(response, label=label, why=why, redact=self.redact)
+
+    def _failure(self, response: httpx.Response, label: str) -> APIStatusError:
+        """
+        The error for an answer that is not a success: NotFoundError for a Vobiz 404.
+        """
+        if response.status_code == 404 and not is_vobiz_error_body(response.content):
+            return unexpected_response(response, label=label, redact=self.redact)
+        retryable = response.status_code in RETRYABLE_STATUSES
+        return status_error(
             response,
             label=label,
             max_retry_after=self.retry.max_retry_after if retryable else None,
@@ -227,7 +317,9 @@ class Session:
             return ClientClosedError(f"the client was closed while sending {label}")
         if isinstance(exc, httpx.RequestError | aiohttp.ClientError | OSError):
             # OSError includes the TimeoutError of asyncio.timeout above.
-            return transport_error(exc, label=label, timeout=timeout, redact=self.redact)
+            return transport_error(
+                exc, label=label, timeout=timeout, redact=self.redact, via=self._via
+            )
         return unexpected_send_error(exc, label=label, redact=self.redact)
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from .._models import BulkReport, StopResult
 from .._session import Session
-from .engine import ResultHook, Targets, check_limits, fan_out
+from .engine import ResultHook, Work, check_limits, fan_out
 
 __all__ = ["stop_many"]
 
 
 async def stop_many(
     session: Session,
-    targets: Targets,
+    targets: Work,
     *,
     concurrency: int,
     rate_limit: float | None,

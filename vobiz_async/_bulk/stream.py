@@ -13,7 +13,7 @@ from typing import Self
 
 from .._models import StopResult
 from .._session import Session
-from .engine import ResultHook, Targets, check_limits, fan_out
+from .engine import ResultHook, Work, check_limits, fan_out
 
 __all__ = ["StopResultStream", "iter_stop_many"]
 
@@ -22,7 +22,7 @@ Batch = Callable[..., Coroutine[None, None, None]]
 
 def iter_stop_many(
     session: Session,
-    targets: Targets,
+    targets: Work,
     *,
     concurrency: int,
     rate_limit: float | None,

@@ -28,6 +28,7 @@ from .options import DemoOptions, Options, RetryOptions, with_options
 from .report import pending_rows
 from .run import execute
 from .source import ARGUMENTS_HELP, input_source
+from .teardown import teardown
 
 __all__ = ["cli", "configured", "stop_from_input"]
 
@@ -182,6 +183,9 @@ def retry_failed(options: RetryOptions, report: Path) -> None:
             )
         )
     )
+
+
+cli.add_command(teardown)
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from .._checks import check_identifier
 from .._client import AsyncVobiz
-from .._config import check_base_url
+from .._config import DEFAULT_MAX_CONNECTIONS, Settings, check_base_url
 from .._exceptions import ConfigurationError, InvalidTargetError
 from .._retry import RetryPolicy
 from .options import Options
@@ -63,11 +63,30 @@ def client_factory(options: Options) -> Callable[[], AsyncVobiz]:
         message = str(exc).removeprefix("base_url ")
         raise ConfigurationProblem(f"the base URL ({source}) is refused: {message}") from None
     retry = RetryPolicy(max_attempts=options.max_attempts)
+    verify = str(options.ca_bundle) if options.ca_bundle is not None else True
+    try:
+        # Everything else the client checks (the proxy, the CAs), without opening anything.
+        Settings.resolve(
+            auth_id,
+            auth_token,
+            base_url=base_url,
+            timeout=options.timeout,
+            max_connections=DEFAULT_MAX_CONNECTIONS,
+            retry=retry,
+            proxy=options.proxy,
+            verify=verify,
+        )
+    except ConfigurationError as exc:
+        message = str(exc).replace("proxy=", "--proxy").replace("verify=", "--ca-bundle")
+        raise ConfigurationProblem(message) from None
 
     def make_client() -> AsyncVobiz:
-        try:
-            return AsyncVobiz(base_url=base_url, timeout=options.timeout, retry=retry)
-        except ConfigurationError as exc:  # pragma: no cover - every check is above
-            raise ConfigurationProblem(str(exc)) from None
+        return AsyncVobiz(
+            base_url=base_url,
+            timeout=options.timeout,
+            retry=retry,
+            proxy=options.proxy,
+            verify=verify,
+        )
 
     return make_client

@@ -4,16 +4,24 @@ The demo command's body: a whole batch against a built-in fake Vobiz on loopback
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import attrs
+
 from .._client import AsyncVobiz
 from .._retry import RetryPolicy
 from .._targets import Recording, Stream
 from .display import consoles
 from .input import BadRow, Row
-from .options import DemoOptions, Options
+from .options import DemoOptions, Options, TeardownOptions
 from .run import EXIT_FAILED, execute
 from .tally import Tally
+from .teardown import run_teardown
 
-__all__ = ["batch_options", "not_found_explained", "run_demo"]
+if TYPE_CHECKING:
+    from ..testing import Faults
+
+__all__ = ["batch_options", "demo_faults", "not_found_explained", "run_demo", "run_teardown_demo"]
 
 
 def batch_options(demo: DemoOptions) -> Options:
@@ -35,28 +43,34 @@ def batch_options(demo: DemoOptions) -> Options:
     )
 
 
+def demo_faults(demo: DemoOptions) -> Faults:
+    """
+    The demo's faults: a realistic latency, a few 503s, 429s and dropped connections.
+    """
+    from ..testing import Faults
+
+    return Faults(
+        latency=demo.latency,
+        error_503=0.02,
+        # Each 429 pauses the whole batch for its Retry-After, as an account
+        # limit should: a handful shows that without stalling the demo.
+        rate_limit_429=0.003,
+        retry_after=0.1,
+        drop_before=0.005,
+        drop_after=0.005,
+    )
+
+
 async def run_demo(demo: DemoOptions) -> int:
     """
     Tear down ``demo.count`` streams on a fake with faults; exit 1 if any was stopped twice.
     """
-    from ..testing import FakeVobiz, Faults
+    if demo.teardown:
+        return await run_teardown_demo(demo)
+    from ..testing import FakeVobiz
 
     options = batch_options(demo)
-    fake = FakeVobiz(
-        open_world=True,
-        seed=2026,
-        record_requests=False,
-        faults=Faults(
-            latency=demo.latency,
-            error_503=0.02,
-            # Each 429 pauses the whole batch for its Retry-After, as an account
-            # limit should: a handful shows that without stalling the demo.
-            rate_limit_429=0.003,
-            retry_after=0.1,
-            drop_before=0.005,
-            drop_after=0.005,
-        ),
-    )
+    fake = FakeVobiz(open_world=True, seed=2026, record_requests=False, faults=demo_faults(demo))
     count = demo.count
     rows: list[Row | BadRow] = [
         Row(i + 1, Stream(f"demo-call-{i:05d}", f"stream-{i:05d}")) for i in range(count)
@@ -117,3 +131,54 @@ def not_found_explained(tally: Tally, stopped_by_fake: int) -> str:
         "first request stopped the target, then the fake dropped the connection before "
         f"answering); {checked}: not a miss"
     )
+
+
+async def run_teardown_demo(demo: DemoOptions) -> int:
+    """
+    ``teardown --live`` on a fake with ``demo.count`` live calls; exit 1 if anything still runs.
+
+    Each call has one to three streams and a recording. Afterwards the fake
+    says, from its own state, whether any stream or recording still runs and
+    whether anything was stopped twice.
+    """
+    from ..testing import FakeVobiz
+
+    fake = FakeVobiz(seed=2026, record_requests=False, faults=demo_faults(demo))
+    calls = [f"demo-call-{i:05d}" for i in range(demo.count)]
+    for i, call in enumerate(calls):
+        streams = {
+            f"stream-{i:05d}-{j}": f"wss://bot-{j}.demo.test/media" for j in range(i % 3 + 1)
+        }
+        fake.add_call(call, streams=streams, recordings=[f"https://rec.demo.test/{i}.mp3"])
+    batch = batch_options(demo)
+    options = TeardownOptions(
+        **{field: getattr(batch, field) for field in attrs.fields_dict(Options)}, live=True
+    )
+    _, err = consoles()
+    async with fake.serve() as base_url:
+        if not options.quiet:
+            err.print(
+                f"fake Vobiz on {base_url}: {demo.count} live calls, "
+                f"{demo.latency * 1000:.0f} ms latency, 2% 503, 0.3% 429, 1% dropped connections",
+                highlight=False,
+            )
+        status = await run_teardown(
+            None,
+            options,
+            lambda: AsyncVobiz(
+                fake.auth_id,
+                fake.auth_token,
+                base_url=base_url,
+                timeout=options.timeout,
+                retry=RetryPolicy(max_attempts=options.max_attempts),
+            ),
+        )
+    running = [c for c in calls if fake.active_streams(c) or fake.active_recordings(c)]
+    twice = fake.stopped_more_than_once()
+    if not options.quiet:
+        err.print(
+            f"fake Vobiz's own count: {len(running)} calls with a stream or recording still "
+            f"running, {len(twice)} stopped more than once, {fake.request_count} requests in all",
+            highlight=False,
+        )
+    return EXIT_FAILED if running or twice else status

@@ -64,6 +64,8 @@ def sending_arguments(options: Options) -> list[str]:
         value: Any = getattr(options, name)
         if value is None or value == field.default:
             continue
+        if name == "proxy" and "@" in str(value):
+            continue  # never a password on screen: the command falls back to $HTTPS_PROXY
         text = f"{value:g}" if isinstance(value, float) else str(value)
         arguments += [f"--{name.replace('_', '-')}", text]
     return arguments

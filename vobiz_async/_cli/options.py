@@ -17,7 +17,7 @@ from typing import Any, Concatenate, TypeVar
 import attrs
 import click
 
-__all__ = ["SENDING", "DemoOptions", "Options", "RetryOptions", "with_options"]
+__all__ = ["SENDING", "DemoOptions", "Options", "RetryOptions", "TeardownOptions", "with_options"]
 
 # Field metadata key: the keyword arguments of the field's click.option, but its default.
 CLICK = "vobiz_cli_option"
@@ -66,6 +66,16 @@ MAX_ATTEMPTS = click_option(
     show_default=True,
     help="Attempts per target; 1 turns retries off.",
 )
+PROXY = click_option(
+    metavar="URL",
+    help="HTTP proxy for every request [default: $HTTPS_PROXY or $ALL_PROXY, "
+    "unless $NO_PROXY names the host]. A password is better kept in the variable.",
+)
+CA_BUNDLE = click_option(
+    type=click.Path(exists=True, path_type=Path),
+    help="CA certificates (PEM file or hashed directory) to trust instead "
+    "[default: $SSL_CERT_FILE, $SSL_CERT_DIR or certifi's].",
+)
 QUIET = click_option(is_flag=True, help="No progress and no summary table.")
 JSON = click_option(is_flag=True, help="Print the summary as JSON on stdout.")
 
@@ -97,12 +107,14 @@ class Options:
     base_url: str | None = attrs.field(default=None, metadata=BASE_URL)
     timeout: float = attrs.field(default=10.0, metadata=TIMEOUT)
     max_attempts: int = attrs.field(default=5, metadata=MAX_ATTEMPTS)
+    proxy: str | None = attrs.field(default=None, metadata=PROXY)
+    ca_bundle: Path | None = attrs.field(default=None, metadata=CA_BUNDLE)
     quiet: bool = attrs.field(default=False, metadata=QUIET)
     json: bool = attrs.field(default=False, metadata=JSON)
 
 
 #: The options that say how to send, which a printed retry command repeats.
-SENDING = ("concurrency", "rate", "base_url", "timeout", "max_attempts")
+SENDING = ("concurrency", "rate", "base_url", "timeout", "max_attempts", "proxy", "ca_bundle")
 
 
 @attrs.frozen
@@ -117,6 +129,8 @@ class RetryOptions:
     base_url: str | None = attrs.field(default=None, metadata=BASE_URL)
     timeout: float = attrs.field(default=10.0, metadata=TIMEOUT)
     max_attempts: int = attrs.field(default=5, metadata=MAX_ATTEMPTS)
+    proxy: str | None = attrs.field(default=None, metadata=PROXY)
+    ca_bundle: Path | None = attrs.field(default=None, metadata=CA_BUNDLE)
     quiet: bool = attrs.field(default=False, metadata=QUIET)
     json: bool = attrs.field(default=False, metadata=JSON)
 
@@ -164,9 +178,56 @@ class DemoOptions:
     )
     quiet: bool = attrs.field(default=False, metadata=QUIET)
     json: bool = attrs.field(default=False, metadata=JSON)
+    teardown: bool = attrs.field(
+        default=False,
+        metadata=click_option(
+            is_flag=True,
+            help="Seed the fake with live calls and run `teardown --live` against it instead.",
+        ),
+    )
 
 
-AnyOptions = TypeVar("AnyOptions", Options, RetryOptions, DemoOptions)
+def _a_prefix(_: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter("must be a URL prefix, such as wss://bot-3.example.com/")
+    return value
+
+
+@attrs.frozen
+class TeardownOptions(Options):
+    """
+    The options of the teardown command: the stop commands', and what to tear down.
+    """
+
+    live: bool = attrs.field(
+        default=False,
+        metadata=click_option(
+            is_flag=True, help="Every live call on the account (GET Call/?status=live)."
+        ),
+    )
+    streams_to: str | None = attrs.field(
+        default=None,
+        metadata=click_option(
+            metavar="URL_PREFIX",
+            callback=_a_prefix,
+            help="List each call's streams; stop only the running ones whose service_url "
+            "starts with this. Default: every stream, one request per call.",
+        ),
+    )
+    no_recordings: bool = attrs.field(
+        default=False,
+        metadata=click_option(is_flag=True, help="Leave recordings alone."),
+    )
+    dry_run: bool = attrs.field(
+        default=False,
+        metadata=click_option(
+            is_flag=True,
+            help="Print the plan: list what would stop (GETs only) and send no DELETE.",
+        ),
+    )
+
+
+AnyOptions = TypeVar("AnyOptions", Options, RetryOptions, DemoOptions, TeardownOptions)
 
 
 def with_options(

@@ -1,5 +1,5 @@
 """
-A stateful fake of the Vobiz stream and recording stop endpoints.
+A stateful fake of the Vobiz stream and recording endpoints: the stops, and the listings.
 
 One state machine (``Calls``) and one seeded fault draw (``FaultDice``) behind
 two front ends: an httpx transport for fast in-process tests, and an aiohttp
@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, get_args
 
 import attrs
 import httpx
@@ -23,10 +23,11 @@ from .._targets import Target
 from ._faults import Action, FaultDice, Faults
 from ._limit import RateLimit, TokenBucket
 from ._server import serve_on_loopback
-from ._state import Calls
+from ._state import Calls, Paging
 from ._transport import InProcessTransport
 from ._wire import (
     Answer,
+    Request,
     authentication_failed,
     not_found,
     parse_request,
@@ -45,31 +46,44 @@ class RecordedRequest:
     """
     One request as the fake saw it, and what it answered.
 
-    ``auth_id`` is the account in the path and ``target`` the request the path
-    and body spell; each is None when the path has none.
+    ``auth_id`` is the account in the path and ``target`` the request the path,
+    body and query spell (a stop target, or a ``ListLiveCalls`` or
+    ``ListStreams``); each is None when the path has none. ``path`` is without
+    the query string, which is ``query`` (without its ``?``).
     """
 
     method: str
     path: str
     auth_id: str | None
-    target: Target | None
+    target: Request | None
     body: bytes
     status: int | None
     fault: str | None
+    query: str = ""
 
 
 class FakeVobiz:
     """
-    The Vobiz stop endpoints, in memory.
+    The Vobiz stop and listing endpoints, in memory.
 
     With ``open_world=False`` (for users' tests) only calls, streams and
     recordings registered with ``add_call`` exist; anything else answers 404.
-    ``rate_limit`` puts a true token bucket in front of it all (see RateLimit).
+    ``rate_limit`` puts a true token bucket in front of it all (see RateLimit);
+    it refills by ``clock``, which a test can make the event loop's.
     With ``open_world=True`` (for the demo and the benchmarks) every stream
     exists until it is stopped, and every call has recordings until they are.
 
     ``stop_counts`` counts, per target, how many requests actually changed
     state: a correct client makes each one exactly 1, however many retries.
+
+    The listings show the registered calls and streams: ``GET Call/?status=live``
+    the calls added and not ended (one answer, or ``live_page_size`` a page with
+    ``meta``), ``GET Call/{call}/Stream/`` a call's streams with their
+    ``service_url``, status (stopped ones ``completed``) and times, at most
+    ``page_limit`` a page, in the ``paging`` envelope: ``"meta"``
+    (``{"meta": {"next", "total_count", ...}, "objects"}``) or ``"page"``
+    (``{"page", "per_page", "total", "objects"}``). Faults and the rate limit
+    apply to them as to the stops.
     """
 
     def __init__(
@@ -82,17 +96,32 @@ class FakeVobiz:
         seed: int = 0,
         record_requests: bool = True,
         rate_limit: RateLimit | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        paging: Paging = "meta",
+        page_limit: int = 20,
+        live_page_size: int | None = None,
     ) -> None:
+        if paging not in get_args(Paging):
+            raise ValueError(f"paging must be 'meta' or 'page', not {paging!r}")
+        for name, size in (("page_limit", page_limit), ("live_page_size", live_page_size)):
+            if size is not None and not (isinstance(size, int) and size >= 1):
+                raise ValueError(f"{name} must be an int >= 1, got {size!r}")
         self.auth_id = auth_id
         self.auth_token = auth_token
         self.faults = faults or Faults()
-        self._bucket = TokenBucket(rate_limit) if rate_limit is not None else None
+        self._bucket = TokenBucket(rate_limit, clock=clock) if rate_limit is not None else None
         #: Requests the rate limit refused with a 429.
         self.throttled_count = 0
         self.record_requests = record_requests
         self.requests: list[RecordedRequest] = []
         self.request_count = 0
-        self._calls = Calls(open_world=open_world)
+        self._calls = Calls(
+            open_world=open_world,
+            auth_id=auth_id,
+            paging=paging,
+            page_limit=page_limit,
+            live_page_size=live_page_size,
+        )
         self._dice = FaultDice(seed)
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
@@ -117,12 +146,46 @@ class FakeVobiz:
         return self._calls.stop_counts
 
     def add_call(
-        self, call_uuid: str, *, streams: Iterable[str] = (), recordings: Iterable[str] = ()
+        self,
+        call_uuid: str,
+        *,
+        streams: Iterable[str] | Mapping[str, str] = (),
+        recordings: Iterable[str] = (),
     ) -> None:
         """
         Register a live call with its active streams and recording URLs.
+
+        ``streams`` is stream ids, or a mapping of stream id to the
+        ``service_url`` it sends audio to (else ``wss://media.fake-vobiz.test/{id}``).
         """
         self._calls.add(call_uuid, streams=streams, recordings=recordings)
+
+    def start_stream(
+        self,
+        call_uuid: str,
+        service_url: str,
+        *,
+        stream_id: str | None = None,
+        audio_track: str = "inbound",
+    ) -> str:
+        """
+        Start a stream on a live call added with ``add_call``; its id (a UUID unless given).
+        """
+        return self._calls.start_stream(
+            call_uuid, service_url, stream_id=stream_id, audio_track=audio_track
+        )
+
+    def end_call(self, call_uuid: str) -> None:
+        """
+        The call ends (the caller hung up): gone from the live list, 404 to everything.
+        """
+        self._calls.hang_up(call_uuid)
+
+    def live_calls(self) -> list[str]:
+        """
+        The calls the live list shows now, in the order they were added.
+        """
+        return self._calls.live()
 
     def active_streams(self, call_uuid: str) -> set[str]:
         """
@@ -180,15 +243,17 @@ class FakeVobiz:
         """
         faults = self.faults
         action = self._dice.roll(faults)  # rolled for every request: a seed's faults stay put
-        auth_id, target = parse_request(method, raw_path, body)
+        path, _, query = raw_path.partition("?")
+        auth_id, target = parse_request(method, path, body, query)
+        seen = (method, path, query, auth_id, target, body)
         bucket = self._bucket
         if bucket is not None and not bucket.take():
             # The account limit sits in front of everything, as a gateway's does.
             self.throttled_count += 1
-            self._record(method, raw_path, auth_id, target, body, 429, Action.THROTTLED)
+            self._record(*seen, 429, Action.THROTTLED)
             return rate_limited(bucket.limit.retry_after, bucket.limit.body)
         if action is Action.HANG:
-            self._record(method, raw_path, auth_id, target, body, None, action)
+            self._record(*seen, None, action)
             await asyncio.Event().wait()
         if faults.latency:
             await asyncio.sleep(faults.latency)
@@ -204,14 +269,14 @@ class FakeVobiz:
         # DROP_AFTER applied the stop above and now loses the answer.
         delivered = None if action is Action.DROP_AFTER else answer
         status = delivered.status if delivered else None
-        self._record(method, raw_path, auth_id, target, body, status, action)
+        self._record(*seen, status, action)
         if action is Action.DELAY:
             # Applied now, answered late: a client that gave up never hears of it.
             await asyncio.sleep(faults.delay_seconds)
         return delivered
 
     def _answer(
-        self, headers: Mapping[str, str], auth_id: str | None, target: Target | None
+        self, headers: Mapping[str, str], auth_id: str | None, target: Request | None
     ) -> Answer:
         """
         The state machine's answer to an authenticated request; 404 or 401 before it.
@@ -224,14 +289,15 @@ class FakeVobiz:
             or auth_id != self.auth_id
         ):
             return authentication_failed()
-        return self._calls.stop(target)
+        return self._calls.handle(target)
 
     def _record(
         self,
         method: str,
         path: str,
+        query: str,
         auth_id: str | None,
-        target: Target | None,
+        target: Request | None,
         body: bytes,
         status: int | None,
         action: Action,
@@ -244,7 +310,7 @@ class FakeVobiz:
                     waiter[1].set_result(None)
         if self.record_requests:
             self.requests.append(
-                RecordedRequest(method, path, auth_id, target, body, status, action.fault)
+                RecordedRequest(method, path, auth_id, target, body, status, action.fault, query)
             )
 
     # -- front ends ---------------------------------------------------------------

@@ -47,9 +47,7 @@ async def serve_on_loopback(
         if request.path == STATS_PATH:
             return web.json_response(stats())
         body = await request.read()
-        answer = await handle(
-            request.method, request.raw_path.partition("?")[0], request.headers, body
-        )
+        answer = await handle(request.method, request.raw_path, request.headers, body)
         if answer is None:
             # Drop the connection with no response at all.
             assert request.transport is not None

@@ -23,7 +23,7 @@ class InProcessTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         answer = await self._handle(
             request.method,
-            request.url.raw_path.decode("ascii").partition("?")[0],
+            request.url.raw_path.decode("ascii"),
             request.headers,
             body,
         )

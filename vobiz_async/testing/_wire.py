@@ -1,8 +1,9 @@
 """
-The fake's side of the wire: a request's path read back into a target, and Vobiz's answers.
+The fake's side of the wire: a request's path read back into a request, and Vobiz's answers.
 
 Both front ends speak this vocabulary: they hand a ``Handler`` the raw method,
-path, headers and body, and turn the ``Answer`` it returns into a response.
+path (with its query string), headers and body, and turn the ``Answer`` it
+returns into a response.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import attrs
 
+from .._discovery import Listing
 from .._routes import ROUTES
 from .._targets import Target
 
@@ -22,7 +24,9 @@ __all__ = [
     "API_PREFIX",
     "Answer",
     "Handler",
+    "Request",
     "authentication_failed",
+    "json_answer",
     "not_found",
     "parse_request",
     "rate_limited",
@@ -44,28 +48,41 @@ class Answer:
     headers: dict[str, str] = attrs.Factory(dict)
 
 
-#: One request in (method, raw path without the query, headers, body); its answer
-#: out, or None to drop the connection without one.
+#: One request in (method, raw path with its query string, headers, body); its
+#: answer out, or None to drop the connection without one.
 Handler = Callable[[str, str, Mapping[str, str], bytes], Awaitable[Answer | None]]
 
+#: Any request of the library's route table: a stop, or a listing.
+Request = Target | Listing
 
-def parse_request(method: str, raw_path: str, body: bytes) -> tuple[str | None, Target | None]:
+
+def parse_request(
+    method: str, raw_path: str, body: bytes, query: str = ""
+) -> tuple[str | None, Request | None]:
     """
     The account id in the path and the request it spells, each None if it has none.
 
     The path is ``/api/v1/Account/{auth_id}/`` and then one route's path, each
     segment percent-decoded; the route is the one whose method matches and that
-    parses the segments and body back into its request.
+    parses the segments, body and query string back into its request.
     """
     if not raw_path.startswith(ACCOUNT_PREFIX) or not raw_path.endswith("/"):
         return None, None
     auth_id, *segments = [unquote(p) for p in raw_path[len(ACCOUNT_PREFIX) : -1].split("/")]
+    params = dict(parse_qsl(query))
     for route in ROUTES.values():
         if route.method == method:
-            request: Target | None = route.parse(segments, body)
+            request: Request | None = route.parse(segments, body, params)
             if request is not None:
                 return auth_id, request
     return auth_id, None
+
+
+def json_answer(body: dict[str, Any], status: int = 200) -> Answer:
+    """
+    A JSON answer: a listing's page.
+    """
+    return Answer(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
 
 
 def not_found(what: str) -> Answer:

@@ -1,0 +1,444 @@
+"""
+The teardown command: find what runs (the live calls, the streams on each) and stop it.
+
+Glue over ``AsyncVobiz.iter_teardown``: the calls come from ``--live`` or from
+files and arguments; the report, --resume, progress, summary and exit status
+are the stop commands' own, plus one report line per call listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+import attrs
+import click
+from rich.console import Console
+
+from .._checks import check_identifier
+from .._client import AsyncVobiz
+from .._discovery import StreamListing
+from .._exceptions import InvalidTargetError, VobizError
+from .._models import Outcome, StopResult
+from .._targets import AllStreams, Recording, Stream, Target
+from .config import ConfigurationProblem, client_factory
+from .display import consoles, print_summary, progress_display
+from .exits import CommandError
+from .input import BadRow, InputError, Row, read_rows
+from .nextstep import next_step
+from .options import TeardownOptions, with_options
+from .report import Reporter, load_resume, open_report, plan_report, report_key, target_fields
+from .run import EXIT_FAILED, EXIT_OK, exit_status, interrupted_by_signals
+from .tally import InputState, Tally
+
+__all__ = ["TeardownTally", "run_teardown", "teardown"]
+
+#: An argument with one of these names a file, never a call: Vobiz call UUIDs have
+#: none, and a file name with a typo must not become a call UUID.
+FILE_MARKS = frozenset("./\\")
+#: Targets of each kind the dry run shows as examples.
+EXAMPLES = 3
+#: What a file of calls must hold: the call_uuid column, as for stop-all-streams.
+CALL_ROWS = AllStreams
+
+
+@attrs.define
+class TeardownTally(Tally):
+    """
+    The stop commands' tally, and what was listed: calls, streams, matches.
+    """
+
+    calls: int = 0
+    streams_listed: int = 0
+    streams_matched: int = 0
+    #: Calls whose streams could not be listed (FAILED), or had ended (NOT_FOUND).
+    listing_failed: int = 0
+    listing_ended: int = 0
+    #: --dry-run: the targets that would be sent, by kind, and a few of each.
+    by_kind: Counter[str] = attrs.Factory(Counter)
+    examples: dict[str, list[str]] = attrs.Factory(dict)
+    #: Whether each call's streams were listed (--streams-to), not stopped all at once.
+    listing: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """
+        The summary --json prints: the stop commands' keys, and what was listed.
+        """
+        return {**super().as_json(), **self.listed_json()}
+
+    def listed_json(self) -> dict[str, Any]:
+        """
+        What was listed, as JSON: the stream counts are null when no stream was listed.
+        """
+        listing = self.listing
+        return {
+            "calls": self.calls,
+            "streams_listed": self.streams_listed if listing else None,
+            "streams_matched": self.streams_matched if listing else None,
+            "listing_failed": self.listing_failed if listing else None,
+            "listing_ended": self.listing_ended if listing else None,
+        }
+
+
+class Census:
+    """
+    The hooks of one teardown run: they count, report and (for --resume, --dry-run) skip.
+    """
+
+    def __init__(
+        self,
+        options: TeardownOptions,
+        tally: TeardownTally,
+        reporter: Reporter,
+        finished: set[tuple[object, ...]],
+    ) -> None:
+        self.options = options
+        self.tally = tally
+        self.reporter = reporter
+        self.finished = finished
+        # service_url of the first matched streams, for the dry run's examples.
+        self._urls: dict[Target, str] = {}
+
+    def skip(self, target: Target) -> bool:
+        """
+        Asked about each target before it is sent: True leaves it unsent.
+        """
+        tally = self.tally
+        if isinstance(target, AllStreams):
+            tally.calls += 1  # one per call, when all its streams go with one request
+        if self.finished and report_key(target_fields(target)) in self.finished:
+            self.reporter.skip()
+            return True
+        if not self.options.dry_run:
+            return False
+        tally.planned += 1
+        tally.by_kind[target.kind] += 1
+        examples = tally.examples.setdefault(target.kind, [])
+        if len(examples) < EXAMPLES:
+            url = self._urls.get(target)
+            examples.append(target.describe() + (f" -> {url}" if url else ""))
+        return True
+
+    def listed(self, listing: StreamListing) -> None:
+        """
+        A call's streams were listed (--streams-to): counted, and one report line.
+        """
+        tally = self.tally
+        tally.calls += 1
+        tally.streams_listed += len(listing.streams)
+        tally.streams_matched += len(listing.matched)
+        if len(self._urls) < EXAMPLES:
+            for info in listing.matched[:EXAMPLES]:
+                self._urls[Stream(listing.call_uuid, info.stream_id)] = info.service_url or ""
+        matched = {info.stream_id for info in listing.matched}
+        self.reporter.write(
+            {
+                **target_fields(AllStreams(listing.call_uuid)),
+                "kind": "list_streams",
+                "outcome": "listed",
+                "status_code": 200,
+                "attempts": None,
+                "elapsed": None,
+                "error": None,
+                "listed": len(listing.streams),
+                "matched": len(listing.matched),
+                "streams": [
+                    {
+                        "stream_id": info.stream_id,
+                        "service_url": info.service_url,
+                        "status": info.status,
+                        "matched": info.stream_id in matched,
+                    }
+                    for info in listing.streams
+                ],
+            }
+        )
+
+    def result(self, result: StopResult) -> None:
+        """
+        A result: a stop's, or a call's whose streams could not be listed.
+        """
+        if self.options.streams_to is not None and isinstance(result.target, AllStreams):
+            # With --streams-to no AllStreams is ever sent: this is a listing that failed.
+            self.tally.calls += 1
+            if result.outcome is Outcome.NOT_FOUND:
+                self.tally.listing_ended += 1
+            else:
+                self.tally.listing_failed += 1
+        self.reporter.result(result)
+
+
+# -- where the calls come from ---------------------------------------------------------
+
+
+@attrs.frozen
+class CallFile:
+    """
+    A CSV or JSON Lines file with a call_uuid column; None is standard input.
+    """
+
+    path: Path | None
+
+
+def call_inputs(arguments: tuple[str, ...], *, live: bool) -> list[CallFile | str] | None:
+    """
+    What the arguments name, in order: files, - (standard input) and call UUIDs; None for --live.
+    """
+    if live:
+        if arguments:
+            raise click.UsageError(
+                "--live tears down every live call: give it no FILE or call UUID as well"
+            )
+        return None
+    if not arguments:
+        raise click.UsageError(
+            "give call UUIDs, a FILE of them (or - for standard input), or --live"
+        )
+    inputs: list[CallFile | str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if argument == "-":
+            inputs.append(CallFile(None))
+        elif path.is_file():
+            inputs.append(CallFile(path))
+        elif not FILE_MARKS.isdisjoint(argument):
+            raise click.UsageError(f"no such file: {argument}")
+        else:
+            try:
+                inputs.append(check_identifier("call UUID", argument))
+            except InvalidTargetError as exc:
+                raise click.UsageError(
+                    f"{argument!r} is neither a file nor a call UUID: {exc}"
+                ) from None
+    return inputs
+
+
+@contextlib.contextmanager
+def read_calls(
+    inputs: list[CallFile | str], on_bad_row: Callable[[BadRow], None]
+) -> Iterator[Iterator[str]]:
+    """
+    The call UUIDs of ``inputs``, read lazily; files open until the block ends.
+
+    Each file's header is read now, so that one without a call_uuid column is
+    refused before anything is sent.
+    """
+    with contextlib.ExitStack() as files:
+        readers: list[Iterator[str]] = []
+        for item in inputs:
+            if isinstance(item, str):
+                readers.append(iter([item]))
+                continue
+            stream: IO[str] = sys.stdin
+            if item.path is not None:
+                try:
+                    stream = files.enter_context(item.path.open(encoding="utf-8"))
+                except OSError as exc:
+                    raise click.UsageError(f"cannot read {item.path}: {exc.strerror}") from None
+            rows = read_rows(CALL_ROWS, stream)
+            try:
+                first = next(rows, None)
+            except InputError as exc:
+                raise click.UsageError(str(exc)) from None
+            if first is not None:
+                readers.append(_calls_of(itertools.chain([first], rows), on_bad_row))
+        yield itertools.chain.from_iterable(readers)
+
+
+def _calls_of(rows: Iterator[Row | BadRow], on_bad_row: Callable[[BadRow], None]) -> Iterator[str]:
+    for row in rows:
+        if isinstance(row, BadRow):
+            on_bad_row(row)
+        else:
+            yield row.target.call_uuid
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+@click.command("teardown")
+@click.argument("calls", nargs=-1, metavar="[FILE | - | CALL_UUID]...")
+@with_options(TeardownOptions)
+def teardown(options: TeardownOptions, calls: tuple[str, ...]) -> NoReturn:
+    """
+    Stop every stream and recording on each call: the live ones, or those given.
+
+    With --live, the calls are every live call on the account. Otherwise they
+    are the call UUIDs given as arguments, or read from FILE (CSV with a
+    call_uuid column, or JSON Lines; - for standard input). Each call's
+    streams stop with one request, or, with --streams-to, only its running
+    streams that go to that URL prefix (its streams are listed first); then
+    its recordings stop, unless --no-recordings. Run --dry-run first: it
+    lists what would stop and stops nothing.
+    """
+    inputs = call_inputs(calls, live=options.live)
+    make_client: Callable[[], AsyncVobiz] | None = None
+    # A dry run on calls given, with every stream going, needs no listing: nor the API.
+    if not (options.dry_run and inputs is not None and options.streams_to is None):
+        try:
+            # Checked now, so missing credentials fail before any file is read.
+            make_client = client_factory(options)
+        except ConfigurationProblem as exc:
+            raise CommandError(str(exc)) from None
+    sys.exit(asyncio.run(run_teardown(inputs, options, make_client)))
+
+
+async def run_teardown(
+    inputs: list[CallFile | str] | None,
+    options: TeardownOptions,
+    make_client: Callable[[], AsyncVobiz] | None,
+) -> int:
+    """
+    Run one teardown (or its plan) and print its summary; return the exit status.
+
+    ``inputs`` None means every live call. Without ``make_client`` the plan is
+    made without the API (calls given, every stream going).
+    """
+    out, err = consoles()
+    finished = load_resume(options.resume, err) if options.resume else set()
+    tally = TeardownTally(listing=options.streams_to is not None)
+    # Never truncated; kept by every real run (a new file when --report names none).
+    plan = plan_report(
+        report=options.report,
+        resume=options.resume,
+        append=options.append,
+        command="teardown",
+        input_path=None,
+    )
+    with open_report(plan, dry_run=options.dry_run) as report:
+        if plan.chosen and report is not None and not options.quiet:
+            err.print(f"report: {plan.name}", highlight=False)
+        reporter = Reporter(CALL_ROWS.kind, tally, report, err)
+        census = Census(options, tally, reporter, finished)
+        with contextlib.ExitStack() as stack:
+            calls: Iterator[str] | None = None
+            if inputs is not None:
+                calls = stack.enter_context(read_calls(inputs, reporter.bad_row))
+            if make_client is None:
+                assert calls is not None
+                for call in calls:
+                    census.skip(AllStreams(call))
+                    if not options.no_recordings:
+                        census.skip(Recording(call))
+            else:
+                await _run(calls, options, make_client, census, err)
+    if options.dry_run:
+        print_plan(tally, options, out, err)
+        return EXIT_OK if not (tally.failed or tally.bad_rows) else EXIT_FAILED
+    kept = plan if plan.path.exists() else None
+    step = next_step(tally, command="teardown", source=None, options=options, report=kept)
+    report_name = kept.name if kept is not None else None
+    print_summary(tally, options, out, err, report=report_name, next_step=step)
+    if not options.quiet:
+        (err if options.json else out).print(_listed_text(tally, options), highlight=False)
+    return exit_status(tally)
+
+
+async def _run(
+    calls: Iterator[str] | None,
+    options: TeardownOptions,
+    make_client: Callable[[], AsyncVobiz],
+    census: Census,
+    err: Console,
+) -> None:
+    tally = census.tally
+    async with (
+        make_client() as vobiz,
+        interrupted_by_signals(tally),
+        progress_display(
+            tally, err, quiet=options.quiet or options.dry_run, attempt_timeout=options.timeout
+        ),
+    ):
+        results = vobiz.iter_teardown(
+            calls,
+            streams_to=options.streams_to,
+            recordings=not options.no_recordings,
+            concurrency=options.concurrency,
+            rate_limit=options.rate,
+            on_result=census.result,
+            on_listing=census.listed,
+            skip=census.skip,
+        )
+        try:
+            async with results:
+                async for _ in results:
+                    pass
+            tally.input = InputState.COMPLETE
+        except VobizError as exc:
+            # The live-call list could not be read: everything found before it was stopped.
+            tally.failed += 1
+            census.reporter.write(
+                {
+                    **target_fields(AllStreams("")),
+                    "kind": "list_live_calls",
+                    "call_uuid": None,
+                    "outcome": Outcome.FAILED.value,
+                    "status_code": getattr(exc, "status_code", None),
+                    "attempts": exc.attempts,
+                    "elapsed": 0.0,
+                    "error": str(exc),
+                }
+            )
+            err.print(f"[red]could not list the live calls:[/red] {exc}", highlight=False)
+
+
+def _listed_text(tally: TeardownTally, options: TeardownOptions) -> str:
+    live = "live " if options.live else ""
+    calls = f"{tally.calls} {live}call{'' if tally.calls == 1 else 's'}"
+    recordings = "every recording" if not options.no_recordings else "recordings left alone"
+    if options.streams_to is None:
+        return f"{calls}: every stream, {recordings}"
+    text = (
+        f"{calls}: {tally.streams_listed} streams listed, {tally.streams_matched} running "
+        f"to {options.streams_to}; {recordings}"
+    )
+    if tally.listing_failed or tally.listing_ended:
+        text += (
+            f"; {tally.listing_failed} could not be listed (see the report), "
+            f"{tally.listing_ended} had ended"
+        )
+    return text
+
+
+def print_plan(tally: TeardownTally, options: TeardownOptions, out: Console, err: Console) -> None:
+    """
+    The dry run's plan: what was listed, what would be sent, a few examples.
+    """
+    data = {
+        "dry_run": True,
+        **tally.listed_json(),
+        "would_send": tally.planned,
+        "by_kind": dict(tally.by_kind),
+        "bad_rows": tally.bad_rows,
+        "skipped": tally.skipped,
+        "examples": tally.examples,
+    }
+    if options.json:
+        sys.stdout.write(json.dumps(data) + "\n")
+        sys.stdout.flush()
+    if options.quiet:
+        return
+    console = err if options.json else out
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.by_kind.items())) or "none"
+    lines = [
+        "dry run: nothing was stopped (no DELETE sent)",
+        f"  {_listed_text(tally, options)}",
+        f"  would send {tally.planned} stop requests ({kinds})",
+    ]
+    if tally.skipped:
+        lines.append(f"  {tally.skipped} skipped: done per --resume")
+    if tally.bad_rows:
+        lines.append(f"  {tally.bad_rows} bad input rows")
+    if tally.examples:
+        lines.append("  for example:")
+        # The streams first: with --streams-to they are what the plan is about.
+        for kind in sorted(tally.examples, key=lambda kind: kind != "stream"):
+            lines += [f"    {example}" for example in tally.examples[kind]]
+    console.print("\n".join(lines), highlight=False, markup=False)
