@@ -10,6 +10,7 @@ import asyncio
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -97,6 +98,12 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("VOBIZ_") or name.upper() in NETWORK_VARIABLES:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _in_a_scratch_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test runs in its own empty directory: a command's default report lands there."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

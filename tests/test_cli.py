@@ -18,45 +18,8 @@ import pytest
 from vobiz_async import AllStreams, Recording, Stream
 from vobiz_async.testing import FakeVobiz, Faults
 
+from .clirun import SCRIPT, cli_env, report_lines, vobiz_async
 from .conftest import REPORT_COLUMNS
-
-SCRIPT = str(Path(sys.executable).parent / "vobiz-async")
-
-
-class Run:
-    def __init__(self, status: int, stdout: str, stderr: str) -> None:
-        self.status = status
-        self.stdout = stdout
-        self.stderr = stderr
-
-    def __repr__(self) -> str:
-        return f"<exit {self.status}\nstdout: {self.stdout}\nstderr: {self.stderr}>"
-
-
-def cli_env(fake: FakeVobiz | None, base_url: str | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOBIZ_")}
-    if fake is not None:
-        env["VOBIZ_AUTH_ID"] = fake.auth_id
-        env["VOBIZ_AUTH_TOKEN"] = fake.auth_token
-    if base_url is not None:
-        env["VOBIZ_BASE_URL"] = base_url
-    env.update(extra)
-    return env
-
-
-async def vobiz_async(*args: str | Path, env: dict[str, str], stdin: bytes | None = None) -> Run:
-    """Run the installed console script without blocking the fake's event loop."""
-    proc = await asyncio.create_subprocess_exec(
-        SCRIPT,
-        *map(str, args),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout=120)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
 
 
 @pytest.fixture
@@ -64,10 +27,6 @@ async def served() -> AsyncIterator[tuple[FakeVobiz, str]]:
     fake = FakeVobiz(open_world=True)
     async with fake.serve() as base_url:
         yield fake, base_url
-
-
-def report_lines(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 async def test_stop_streams_from_csv_writes_report(
@@ -219,10 +178,18 @@ async def test_dry_run_sends_nothing(served: tuple[FakeVobiz, str], tmp_path: Pa
     csv_file = tmp_path / "streams.csv"
     csv_file.write_text("call_uuid,stream_id\nc1,s1\nc2,s2\n")
     run = await vobiz_async(
-        "stop-streams", csv_file, "--dry-run", "--json", env=cli_env(None, None)
+        "stop-streams", csv_file, "--dry-run", "--json", env=cli_env(fake, None), cwd=tmp_path
     )
     assert run.status == 0, run
-    assert json.loads(run.stdout) == {"dry_run": True, "would_send": 2, "bad_rows": 0, "skipped": 0}
+    assert json.loads(run.stdout) == {
+        "dry_run": True,
+        "would_send": 2,
+        "bad_rows": 0,
+        "skipped": 0,
+        "duplicates": 0,
+        "refused": None,
+    }
+    assert sorted(os.listdir(tmp_path)) == ["streams.csv"]  # no report
     assert fake.request_count == 0
 
 
@@ -305,6 +272,8 @@ async def test_interrupted_run_resumes_without_stopping_anything_twice(tmp_path:
         assert 0 < first["not_attempted"] < count
         done_first = report_lines(report)
         assert len(done_first) == count - first["not_attempted"]
+        in_flight = [line for line in done_first if line["outcome"] == "interrupted"]
+        assert len(in_flight) == first["interrupted_in_flight"]
 
         run = await vobiz_async(
             "stop-streams", csv_file, "--resume", report, "--report", report, "--json", env=env
@@ -312,10 +281,10 @@ async def test_interrupted_run_resumes_without_stopping_anything_twice(tmp_path:
 
     assert run.status == 0, run
     second = json.loads(run.stdout)
-    assert second["skipped"] == len(done_first)
+    assert second["skipped"] == len(done_first) - len(in_flight)
     assert fake.stopped_more_than_once() == {}
     assert all(fake.times_stopped(Stream(f"c{i}", f"s{i}")) == 1 for i in range(count))
-    assert len(report_lines(report)) == count
+    assert len(report_lines(report)) == count + len(in_flight)
 
 
 async def test_progress_bar_on_a_terminal(served: tuple[FakeVobiz, str], tmp_path: Path) -> None:
@@ -429,3 +398,15 @@ async def test_resume_survives_a_report_cut_short(
     assert (summary["skipped"], summary["stopped"]) == (1, 2)
     assert fake.times_stopped(Stream("r1", "s")) == 0
     assert fake.times_stopped(Stream("r2", "s")) == 1
+
+
+async def test_demo_explains_its_not_found_count() -> None:
+    """Not found in the demo are retries that found the stop already applied: said, and checked."""
+    run = await vobiz_async(
+        "demo", "--count", "2000", "--latency", "0", "--json", env=cli_env(None, None)
+    )
+    assert run.status == 0, run
+    not_found = run.summary["not_found"]
+    assert not_found > 0  # 0.5% of answers are dropped after the stop was applied
+    assert f"not found {not_found}: retries that found the stop already applied" in run.stderr
+    assert "the fake's count shows each of them stopped, once" in run.stderr

@@ -12,9 +12,8 @@ from click.testing import CliRunner
 
 from vobiz_async import AllStreams, Outcome, Recording, StopResult, Stream
 from vobiz_async._cli.commands import cli
-from vobiz_async._cli.display import Progress
 from vobiz_async._cli.input import InputError, Row, read_rows
-from vobiz_async._cli.options import DemoOptions, Options
+from vobiz_async._cli.options import DemoOptions, Options, RetryOptions
 from vobiz_async._cli.report import result_line
 
 from .conftest import REPORT_COLUMNS
@@ -63,11 +62,12 @@ def test_required_columns_are_the_target_fields_without_default() -> None:
         ("stop-streams", Options),
         ("stop-all-streams", Options),
         ("stop-recordings", Options),
+        ("retry-failed", RetryOptions),
         ("demo", DemoOptions),
     ],
 )
 def test_every_option_field_is_a_flag_of_its_command(
-    command: str, options: type[Options | DemoOptions]
+    command: str, options: type[Options | RetryOptions | DemoOptions]
 ) -> None:
     """Each field of the options class is one --flag of the command, in --help order."""
     result = CliRunner().invoke(cli, [command, "--help"])
@@ -75,12 +75,3 @@ def test_every_option_field_is_a_flag_of_its_command(
     flags = [f"--{field.name.replace('_', '-')} " for field in attrs.fields(options)]
     positions = [result.output.index(flag) for flag in flags]
     assert positions == sorted(positions)
-
-
-def test_progress_wraps_a_hook_to_advance_after_it() -> None:
-    """A wrapped hook runs, then moves the bar on; with no bar the hook is left as it is."""
-    calls: list[str] = []
-    hook = Progress(lambda: calls.append("advance")).wrap(calls.append)
-    hook("result")
-    assert calls == ["result", "advance"]
-    assert Progress().wrap(calls.append) == calls.append

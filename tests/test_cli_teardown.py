@@ -20,8 +20,8 @@ from vobiz_async._cli.commands import cli
 from vobiz_async._cli.options import TeardownOptions
 from vobiz_async.testing import FakeVobiz, Faults
 
+from .clirun import SCRIPT, cli_env, report_lines, vobiz_async
 from .conftest import REPORT_COLUMNS
-from .test_cli import SCRIPT, cli_env, report_lines, vobiz_async
 
 BOT_3 = "wss://bot-3.example.com/"
 

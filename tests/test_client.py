@@ -659,6 +659,26 @@ async def test_logs_one_debug_per_attempt_and_one_info_per_retry(
     assert "503" in info[0].getMessage()
 
 
+async def test_info_records_name_their_event_for_progress_displays(
+    vobiz: AsyncVobiz, router: respx.Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch's 429 re-send is event "throttled", a retry "retry": told apart by a display."""
+    caplog.set_level(logging.INFO, logger="vobiz_async")
+    route = router.delete(STREAM_PATH)
+    route.side_effect = [
+        httpx.Response(429, headers={"Retry-After": "0"}),
+        httpx.Response(204),
+        httpx.Response(503),
+        httpx.Response(204),
+    ]
+
+    await vobiz.stop_many([Stream("call-1", "stream-1")] * 2, concurrency=1)
+
+    info = [r for r in caplog.records if r.name == "vobiz_async" and r.levelno == logging.INFO]
+    assert [getattr(r, "vobiz_event", None) for r in info] == ["throttled", "retry"]
+    assert all(isinstance(getattr(r, "vobiz_wait", None), float) for r in info)
+
+
 # -- lifecycle and configuration ----------------------------------------------------
 
 

@@ -325,6 +325,18 @@ async def test_wrong_base_url_ends_the_batch_in_seconds(fake_time: FakeTime) -> 
     assert took < 10
 
 
+async def test_a_brake_keeps_the_operating_systems_reason(fake_time: FakeTime) -> None:
+    """Targets a no-connection brake failed still say why nothing connected: refused."""
+    base_url = f"http://127.0.0.1:{closed_port()}/api/v1"
+    async with AsyncVobiz(
+        AUTH_ID, AUTH_TOKEN, base_url=base_url, sleep=fake_time.sleep, clock=fake_time.clock
+    ) as vobiz:
+        report = await vobiz.stop_many(streams(50), concurrency=5)
+    braked = [r.error for r in report if r.error is not None and r.error.brake]
+    assert braked
+    assert all(isinstance(error.__cause__, ConnectionRefusedError) for error in braked)
+
+
 async def test_once_anything_was_answered_an_outage_is_retried(
     router: respx.Router, fake_time: FakeTime
 ) -> None:

@@ -36,8 +36,8 @@ from vobiz_async import (
 from vobiz_async._network import environment_proxy
 from vobiz_async.testing import FakeVobiz
 
+from .clirun import cli_env, vobiz_async
 from .conftest import AUTH_ID, AUTH_TOKEN, FakeTime
-from .test_cli import cli_env, vobiz_async
 
 PROXY_USER = "egress"
 # "@", ":" and "/" must survive URL-quoting in a proxy URL; a leak of any form shows.

@@ -5,7 +5,10 @@ The README's examples run as written.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -16,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from vobiz_async import AsyncVobiz, RateLimitError, RetryPolicy
+from vobiz_async import AllStreams, AsyncVobiz, RateLimitError, Recording, RetryPolicy, Stream
 from vobiz_async.testing import FakeVobiz, Faults
 
+from .clirun import cli_env
 from .conftest import Behaviour, FakeTime
 
 README = Path(__file__).parent.parent / "README.md"
@@ -55,6 +59,84 @@ def test_setup_is_two_commands_that_ci_mirrors() -> None:
         "pytest --cov",
     ):
         assert step in ci, step
+
+
+def console_block(after_heading: str) -> str:
+    text = README.read_text()
+    section = text[text.index(after_heading) :]
+    match = re.search(r"```console\n(.*?)```", section, re.DOTALL)
+    assert match, f"no console block after {after_heading!r}"
+    return match.group(1)
+
+
+CALLS = [f"0f6c1a52-8d3b-4c1e-9a7f-{i:012d}" for i in range(10)]
+LOGGED = [f"9b2e4d10-1111-4c1e-9a7f-{i:012d}" for i in range(4)]
+STREAMS = [("5c1d0e7a-2222-4c1e-9a7f-000000000001", f"stream-{i}") for i in range(3)]
+
+
+async def test_incident_commands_run_as_written_in_order(tmp_path: Path) -> None:
+    """
+    "During an incident", run as written, in order, against the fake: each exit status as said.
+
+    The first real run meets a server answering 503 and exits 1; the command
+    the README gives next is the one the summary printed, and finds the server
+    healthy; --resume then has nothing left to send. Every call is stopped once.
+    """
+    export, *steps = [
+        line.removeprefix("$ ")
+        for line in console_block("### From a list of calls").splitlines()
+        if line.startswith("$ ")
+    ]
+    assert export.startswith("export VOBIZ_AUTH_ID=")
+    (tmp_path / "calls.txt").write_text("".join(f"{call}\n" for call in CALLS))
+    (tmp_path / "streams.jsonl").write_text(
+        "".join(json.dumps({"call_uuid": c, "stream_id": s}) + "\n" for c, s in STREAMS)
+    )
+    (tmp_path / "app.log").write_text(
+        "".join(
+            f"12:00:0{i} INFO hangup call={call} reason=busy\n" for i, call in enumerate(LOGGED)
+        )
+    )
+    fake = FakeVobiz(auth_id="MA_XXXXXX", auth_token="...", open_world=True)
+    statuses = []
+    async with fake.serve() as base_url:
+        env = cli_env(None, base_url)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        printed: list[str] = []
+        for number, command in enumerate(steps):
+            fake.faults = Faults(error_503=1.0) if number == 1 else Faults()
+            sent_before = fake.request_count
+            proc = await asyncio.create_subprocess_exec(
+                "bash",
+                "-c",
+                f"{export}\n{command}",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=tmp_path,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+            said = (out + err).decode()
+            assert "Traceback" not in said, said
+            statuses.append(proc.returncode)
+            if number == 1:
+                printed = [
+                    line.strip() for line in said.splitlines() if line.startswith("  vobiz-")
+                ]
+            if number == 3:
+                assert fake.request_count == sent_before, said  # --resume: nothing left to send
+
+    assert statuses == [0, 1, 0, 0, 0, 0, 0, 0], statuses
+    assert [shlex.split(line) for line in printed] == [shlex.split(steps[2], comments=True)]
+    one = "0f6c1a52-8d3b-4c1e-9a7f-5d2b8e1c0042"
+    for call in [*CALLS, *LOGGED, one]:
+        assert fake.times_stopped(AllStreams(call)) == 1, call
+    assert all(fake.times_stopped(Recording(call)) == 1 for call in CALLS)
+    assert all(fake.times_stopped(Stream(c, s)) == 1 for c, s in STREAMS)
+    assert fake.stopped_more_than_once() == {}
+    run1 = (tmp_path / "run1.jsonl").read_text().splitlines()
+    outcomes = [json.loads(line)["outcome"] for line in run1]
+    assert outcomes == ["failed"] * len(CALLS) + ["stopped"] * len(CALLS)
 
 
 def test_fake_vobiz_example_passes_in_a_fresh_project(tmp_path: Path) -> None:

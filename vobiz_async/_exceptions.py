@@ -100,7 +100,8 @@ class VobizError(Exception):
         A copy for another target of the same batch, which a brake stopped because of this error.
 
         Same class and status, so callers match it as they would the original;
-        its own message, and nothing of the target that tripped the brake.
+        its own message, and nothing of the target that tripped the brake. The
+        operating system's error behind it stays its cause: "connection refused".
         """
         detail = getattr(self, "detail", None) or self.message
         status = getattr(self, "status_code", None)
@@ -116,6 +117,7 @@ class VobizError(Exception):
         )
         copy.attempts = 0
         copy.brake = why
+        copy.__cause__ = self.__cause__
         return copy
 
     def __reduce__(self) -> tuple[Any, ...]:

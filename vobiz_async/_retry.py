@@ -362,7 +362,7 @@ def _log_throttled(exc: VobizError, wait: float, count: int) -> None:
         wait,
         count,
         exc,
-        extra={"vobiz_attempt": count, "vobiz_wait": wait},
+        extra={"vobiz_attempt": count, "vobiz_wait": wait, "vobiz_event": "throttled"},
     )
 
 
@@ -373,5 +373,9 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
         state.upcoming_sleep,
         state.attempt_number,
         exc,
-        extra={"vobiz_attempt": state.attempt_number, "vobiz_wait": state.upcoming_sleep},
+        extra={
+            "vobiz_attempt": state.attempt_number,
+            "vobiz_wait": state.upcoming_sleep,
+            "vobiz_event": "retry",
+        },
     )

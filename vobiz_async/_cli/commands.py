@@ -1,7 +1,10 @@
 """
-The vobiz-async command: bulk teardown from a file, for people mid-incident.
+The vobiz-async command: bulk teardown from what people paste, for people mid-incident.
 
-Everything here is glue: click parses, rich draws, stop_many does the work.
+Everything here is glue: click parses, source reads, run.execute does the
+batch, display draws. Each stop command's --help is complete on its own:
+what it reads, where the report goes, the environment, the exit statuses,
+an example.
 """
 
 from __future__ import annotations
@@ -9,64 +12,177 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import NoReturn, TextIO
+from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from .._client import AsyncVobiz
-from .._exceptions import ConfigurationError, InvalidTargetError
-from .._retry import RetryPolicy
 from .._targets import AllStreams, Recording, Stream, Target
+from .config import ConfigurationProblem, client_factory
 from .demo import run_demo
-from .input import InputError, count_rows, read_rows
-from .options import DemoOptions, Options, with_options
+from .display import consoles
+from .exits import EXIT_STATUS_HELP, CommandError, ExitStatus
+from .input import columns_of
+from .options import DemoOptions, Options, RetryOptions, with_options
+from .report import pending_rows
 from .run import execute
+from .source import ARGUMENTS_HELP, input_source
 from .teardown import teardown
 
-__all__ = ["cli"]
+__all__ = ["cli", "configured", "stop_from_input"]
 
-FILE = click.argument("file", type=click.File("r", encoding="utf-8"))
+INPUTS = click.argument("inputs", nargs=-1, metavar="FILE | - | ID...")
+
+ENVIRONMENT_HELP = (
+    "\b\nEnvironment:\n"
+    "  VOBIZ_AUTH_ID, VOBIZ_AUTH_TOKEN  the credentials (required; never given\n"
+    "                                   as options, to stay out of shell history)\n"
+    "  VOBIZ_BASE_URL                   the API base URL (or --base-url)"
+)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def stop_help(command: str, target_type: type[Target], example: str) -> str:
+    """
+    The part of a stop command's --help after its options: input, report, environment, exits.
+    """
+    columns = columns_of(target_type)
+    usage = columns.usage
+    json_example = ", ".join(f'"{name}": "..."' for name in columns.names)
+    return "\n\n".join(
+        [
+            "\b\nInput, one target per line:\n"
+            "  FILE  CSV or JSON Lines, told apart by content; UTF-8 (a BOM is fine).\n"
+            f"        CSV: a header naming the columns ({', '.join(columns.names)}, any\n"
+            f"        case), or no header: then each line is {usage}.\n"
+            f"        JSON Lines: {{{json_example}}},\n"
+            "        keys in any case.\n"
+            "  -     the same, from standard input, read as it arrives.\n"
+            f"  ID    identifiers as arguments, each one row: {usage}.",
+            ARGUMENTS_HELP + " Blank lines are skipped; duplicates are sent once.",
+            "Report: one JSON line per target, as it completes. An existing report "
+            "is never overwritten (--resume it, or --append to it). Without --report, "
+            f"a new vobiz-async-{command}-TIME.jsonl in the current directory; the "
+            "summary names it, and prints the command that retries what failed.",
+            ENVIRONMENT_HELP,
+            EXIT_STATUS_HELP,
+            f"\b\nExample:\n  {example}",
+        ]
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 80})
 @click.version_option(package_name="vobiz-async")
 def cli() -> None:
     """
-    Stop Vobiz streams and recordings in bulk, from a CSV or JSON Lines file.
+    Stop Vobiz streams and recordings in bulk: from a file, standard input or arguments.
 
     Credentials come from VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN only, never from an
-    option, so they stay out of shell history. FILE may be - for standard input.
+    option, so they stay out of shell history. Each command's --help says what it
+    reads, where its report goes and what its exit status means.
     """
 
 
-@cli.command("stop-streams")
-@FILE
+@cli.command(
+    "stop-streams",
+    epilog=stop_help(
+        "stop-streams",
+        Stream,
+        "vobiz-async stop-streams streams.csv --rate 50 --report streams.jsonl",
+    ),
+)
+@INPUTS
 @with_options(Options)
-def stop_streams(options: Options, file: TextIO) -> None:
+def stop_streams(options: Options, inputs: tuple[str, ...]) -> None:
     """
-    Stop one stream per row: columns call_uuid,stream_id.
+    Stop one stream per row: call_uuid,stream_id.
     """
-    stop_from_file(Stream, file, options)
+    stop_from_input(Stream, inputs, options)
 
 
-@cli.command("stop-all-streams")
-@FILE
+@cli.command(
+    "stop-all-streams",
+    epilog=stop_help(
+        "stop-all-streams",
+        AllStreams,
+        "vobiz-async stop-all-streams calls.txt --rate 50 --report run1.jsonl",
+    ),
+)
+@INPUTS
 @with_options(Options)
-def stop_all_streams(options: Options, file: TextIO) -> None:
+def stop_all_streams(options: Options, inputs: tuple[str, ...]) -> None:
     """
-    Stop every stream on each call: column call_uuid.
+    Stop every stream on each call: call_uuid.
     """
-    stop_from_file(AllStreams, file, options)
+    stop_from_input(AllStreams, inputs, options)
 
 
-@cli.command("stop-recordings")
-@FILE
+@cli.command(
+    "stop-recordings",
+    epilog=stop_help(
+        "stop-recordings",
+        Recording,
+        "vobiz-async stop-recordings calls.txt --rate 50 --report recordings.jsonl",
+    ),
+)
+@INPUTS
 @with_options(Options)
-def stop_recordings(options: Options, file: TextIO) -> None:
+def stop_recordings(options: Options, inputs: tuple[str, ...]) -> None:
     """
     Stop recordings per row: call_uuid, and url to stop only that one.
     """
-    stop_from_file(Recording, file, options)
+    stop_from_input(Recording, inputs, options)
+
+
+@cli.command(
+    "retry-failed",
+    epilog="\n\n".join(
+        [
+            ENVIRONMENT_HELP,
+            EXIT_STATUS_HELP,
+            "\b\nExample:\n  vobiz-async retry-failed run1.jsonl --rate 20",
+        ]
+    ),
+)
+@click.argument("report", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_options(RetryOptions)
+def retry_failed(options: RetryOptions, report: Path) -> None:
+    """
+    Send again what REPORT shows did not finish, and add the results to REPORT.
+
+    REPORT is the report of any stop command. Each target whose latest line
+    is failed, not_sent or interrupted is sent again, whatever its kind; those
+    stopped or not found are left alone. Bad input rows cannot be retried from
+    a report: fix them in the input, and run the stop command with --resume REPORT.
+    """
+    _, err = consoles()
+    pending = pending_rows(report, err)
+    if pending.bad_lines:
+        lines = ", ".join(map(str, pending.bad_lines[:10]))
+        more = "..." if len(pending.bad_lines) > 10 else ""
+        err.print(
+            f"{len(pending.bad_lines)} bad input rows in {report} cannot be retried "
+            f"(input lines {lines}{more}): fix them in the input, then run the stop "
+            f"command with --resume {report}",
+            highlight=False,
+        )
+    if not pending.rows:
+        click.echo(f"nothing to retry: every target in {report} is stopped or not found")
+        sys.exit(ExitStatus.FAILED if pending.bad_lines else ExitStatus.OK)
+    stop_options = options.for_report(report)
+    make_client, refused = configured(stop_options)
+    sys.exit(
+        asyncio.run(
+            execute(
+                None,
+                pending.rows,
+                len(pending.rows),
+                stop_options,
+                make_client,
+                refused=refused,
+            )
+        )
+    )
 
 
 cli.add_command(teardown)
@@ -85,29 +201,28 @@ def demo(options: DemoOptions) -> None:
     sys.exit(asyncio.run(run_demo(options)))
 
 
-def stop_from_file(target_type: type[Target], source: TextIO, options: Options) -> NoReturn:
+def configured(options: Options) -> tuple[Callable[[], AsyncVobiz] | None, str | None]:
     """
-    Run a stop command on the rows of ``source`` and exit with the batch's status.
+    The run's client maker, and for --dry-run what the real run would refuse instead.
+
+    A configuration problem ends a real run here, before anything is read or
+    sent; a dry run reads and checks the input all the same, then says it.
     """
-    make_client: Callable[[], AsyncVobiz] | None = None
-    if not options.dry_run:
-        try:
-            # Built once here so missing credentials fail before any file is read.
-            client = AsyncVobiz(
-                base_url=options.base_url,
-                timeout=options.timeout,
-                retry=RetryPolicy(max_attempts=options.max_attempts),
-                proxy=options.proxy,
-                verify=options.ca_bundle if options.ca_bundle is not None else True,
-            )
-        except (ConfigurationError, InvalidTargetError) as exc:
-            raise click.UsageError(str(exc)) from None
-        make_client = lambda: client  # noqa: E731
     try:
-        total = count_rows(target_type, source)
-        status = asyncio.run(
-            execute(target_type, read_rows(target_type, source), total, options, make_client)
-        )
-    except InputError as exc:
-        raise click.UsageError(str(exc)) from None
-    sys.exit(status)
+        make_client = client_factory(options)
+    except ConfigurationProblem as exc:
+        if not options.dry_run:
+            raise CommandError(str(exc)) from None
+        return None, str(exc)
+    return (None if options.dry_run else make_client), None
+
+
+def stop_from_input(
+    target_type: type[Target], inputs: tuple[str, ...], options: Options
+) -> NoReturn:
+    """
+    Run a stop command on the rows its arguments name, and exit with the batch's status.
+    """
+    source = input_source(inputs)
+    make_client, refused = configured(options)
+    sys.exit(asyncio.run(execute(target_type, source, None, options, make_client, refused=refused)))

@@ -7,20 +7,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import attrs
-from rich.console import Console
 
 from .._client import AsyncVobiz
 from .._retry import RetryPolicy
 from .._targets import Recording, Stream
+from .display import consoles
 from .input import BadRow, Row
 from .options import DemoOptions, Options, TeardownOptions
 from .run import EXIT_FAILED, execute
+from .tally import Tally
 from .teardown import run_teardown
 
 if TYPE_CHECKING:
     from ..testing import Faults
 
-__all__ = ["batch_options", "demo_faults", "run_demo", "run_teardown_demo"]
+__all__ = ["batch_options", "demo_faults", "not_found_explained", "run_demo", "run_teardown_demo"]
 
 
 def batch_options(demo: DemoOptions) -> Options:
@@ -32,6 +33,7 @@ def batch_options(demo: DemoOptions) -> Options:
         rate=demo.rate,
         report=demo.report,
         resume=None,
+        append=False,
         dry_run=False,
         base_url=None,
         timeout=5.0,
@@ -74,7 +76,7 @@ async def run_demo(demo: DemoOptions) -> int:
         Row(i + 1, Stream(f"demo-call-{i:05d}", f"stream-{i:05d}")) for i in range(count)
     ]
     rows += [Row(count + i + 1, Recording(f"demo-call-{i:05d}")) for i in range(0, count, 10)]
-    err = Console(stderr=True)
+    _, err = consoles()
     async with fake.serve() as base_url:
         if not options.quiet:
             err.print(
@@ -82,6 +84,7 @@ async def run_demo(demo: DemoOptions) -> int:
                 "2% 503, 0.3% 429, 1% dropped connections",
                 highlight=False,
             )
+        tally = Tally(rows=len(rows))
         status = await execute(
             Stream,
             iter(rows),
@@ -94,6 +97,9 @@ async def run_demo(demo: DemoOptions) -> int:
                 timeout=options.timeout,
                 retry=RetryPolicy(max_attempts=options.max_attempts),
             ),
+            command="demo",
+            tally=tally,
+            keep_report=False,
         )
     twice = fake.stopped_more_than_once()
     if not options.quiet:
@@ -102,7 +108,29 @@ async def run_demo(demo: DemoOptions) -> int:
             f"{len(twice)} stopped more than once, {fake.request_count} requests in all",
             highlight=False,
         )
+        if tally.not_found:
+            err.print(not_found_explained(tally, len(fake.stop_counts)), highlight=False)
     return EXIT_FAILED if twice else status
+
+
+def not_found_explained(tally: Tally, stopped_by_fake: int) -> str:
+    """
+    Why a demo has "not found" results, checked against the fake's own count.
+
+    Each is a retry that found its stop already applied: the first request
+    stopped the target, and the fake dropped the connection before answering.
+    """
+    applied_earlier = stopped_by_fake - tally.stopped
+    checked = (
+        "the fake's count shows each of them stopped, once"
+        if applied_earlier == tally.not_found
+        else f"the fake's count shows {applied_earlier} of them stopped"
+    )
+    return (
+        f"not found {tally.not_found}: retries that found the stop already applied (the "
+        "first request stopped the target, then the fake dropped the connection before "
+        f"answering); {checked}: not a miss"
+    )
 
 
 async def run_teardown_demo(demo: DemoOptions) -> int:
@@ -126,7 +154,7 @@ async def run_teardown_demo(demo: DemoOptions) -> int:
     options = TeardownOptions(
         **{field: getattr(batch, field) for field in attrs.fields_dict(Options)}, live=True
     )
-    err = Console(stderr=True)
+    _, err = consoles()
     async with fake.serve() as base_url:
         if not options.quiet:
             err.print(

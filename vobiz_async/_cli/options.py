@@ -17,7 +17,7 @@ from typing import Any, Concatenate, TypeVar
 import attrs
 import click
 
-__all__ = ["DemoOptions", "Options", "TeardownOptions", "with_options"]
+__all__ = ["SENDING", "DemoOptions", "Options", "RetryOptions", "TeardownOptions", "with_options"]
 
 # Field metadata key: the keyword arguments of the field's click.option, but its default.
 CLICK = "vobiz_cli_option"
@@ -50,7 +50,31 @@ RATE = click_option(
 )
 REPORT = click_option(
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write one JSON line per target as it completes.",
+    help="One JSON line per target as it completes [default: a new "
+    "vobiz-async-COMMAND-TIME.jsonl here]. Never overwritten.",
+)
+DRY_RUN = click_option(
+    is_flag=True,
+    help="Read and check everything (input, credentials, base URL, report); send nothing.",
+)
+BASE_URL = click_option(help="API base URL [default: $VOBIZ_BASE_URL or the production API].")
+TIMEOUT = click_option(
+    type=click.FloatRange(min=0, min_open=True), show_default=True, help="Seconds per attempt."
+)
+MAX_ATTEMPTS = click_option(
+    type=click.IntRange(min=1),
+    show_default=True,
+    help="Attempts per target; 1 turns retries off.",
+)
+PROXY = click_option(
+    metavar="URL",
+    help="HTTP proxy for every request [default: $HTTPS_PROXY or $ALL_PROXY, "
+    "unless $NO_PROXY names the host]. A password is better kept in the variable.",
+)
+CA_BUNDLE = click_option(
+    type=click.Path(exists=True, path_type=Path),
+    help="CA certificates (PEM file or hashed directory) to trust instead "
+    "[default: $SSL_CERT_FILE, $SSL_CERT_DIR or certifi's].",
 )
 QUIET = click_option(is_flag=True, help="No progress and no summary table.")
 JSON = click_option(is_flag=True, help="Print the summary as JSON on stdout.")
@@ -69,53 +93,56 @@ class Options:
         default=None,
         metadata=click_option(
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="Skip targets an earlier report shows as stopped or not found.",
+            help="Skip targets this earlier report shows as stopped or not found, and add "
+            "this run's lines to it (unless --report names another).",
         ),
     )
-    dry_run: bool = attrs.field(
+    append: bool = attrs.field(
         default=False,
-        metadata=click_option(is_flag=True, help="Validate and count; send nothing."),
-    )
-    base_url: str | None = attrs.field(
-        default=None,
         metadata=click_option(
-            help="API base URL [default: $VOBIZ_BASE_URL or the production API]."
+            is_flag=True, help="Add to an existing --report rather than refuse it."
         ),
     )
-    timeout: float = attrs.field(
-        default=10.0,
-        metadata=click_option(
-            type=click.FloatRange(min=0, min_open=True),
-            show_default=True,
-            help="Seconds per attempt.",
-        ),
-    )
-    max_attempts: int = attrs.field(
-        default=5,
-        metadata=click_option(
-            type=click.IntRange(min=1),
-            show_default=True,
-            help="Attempts per target; 1 turns retries off.",
-        ),
-    )
-    proxy: str | None = attrs.field(
-        default=None,
-        metadata=click_option(
-            metavar="URL",
-            help="HTTP proxy for every request [default: $HTTPS_PROXY or $ALL_PROXY, "
-            "unless $NO_PROXY names the host]. A password is better kept in the variable.",
-        ),
-    )
-    ca_bundle: Path | None = attrs.field(
-        default=None,
-        metadata=click_option(
-            type=click.Path(exists=True, path_type=Path),
-            help="CA certificates (PEM file or hashed directory) to trust instead "
-            "[default: $SSL_CERT_FILE, $SSL_CERT_DIR or certifi's].",
-        ),
-    )
+    dry_run: bool = attrs.field(default=False, metadata=DRY_RUN)
+    base_url: str | None = attrs.field(default=None, metadata=BASE_URL)
+    timeout: float = attrs.field(default=10.0, metadata=TIMEOUT)
+    max_attempts: int = attrs.field(default=5, metadata=MAX_ATTEMPTS)
+    proxy: str | None = attrs.field(default=None, metadata=PROXY)
+    ca_bundle: Path | None = attrs.field(default=None, metadata=CA_BUNDLE)
     quiet: bool = attrs.field(default=False, metadata=QUIET)
     json: bool = attrs.field(default=False, metadata=JSON)
+
+
+#: The options that say how to send, which a printed retry command repeats.
+SENDING = ("concurrency", "rate", "base_url", "timeout", "max_attempts", "proxy", "ca_bundle")
+
+
+@attrs.frozen
+class RetryOptions:
+    """
+    The options of retry-failed, in --help order: those of a stop command that apply.
+    """
+
+    concurrency: int = attrs.field(default=50, metadata=CONCURRENCY)
+    rate: float | None = attrs.field(default=None, metadata=RATE)
+    dry_run: bool = attrs.field(default=False, metadata=DRY_RUN)
+    base_url: str | None = attrs.field(default=None, metadata=BASE_URL)
+    timeout: float = attrs.field(default=10.0, metadata=TIMEOUT)
+    max_attempts: int = attrs.field(default=5, metadata=MAX_ATTEMPTS)
+    proxy: str | None = attrs.field(default=None, metadata=PROXY)
+    ca_bundle: Path | None = attrs.field(default=None, metadata=CA_BUNDLE)
+    quiet: bool = attrs.field(default=False, metadata=QUIET)
+    json: bool = attrs.field(default=False, metadata=JSON)
+
+    def for_report(self, report: Path) -> Options:
+        """
+        The stop options of a run that adds its lines to ``report``.
+        """
+        return Options(
+            **{field.name: getattr(self, field.name) for field in attrs.fields(RetryOptions)},
+            report=report,
+            append=True,
+        )
 
 
 @attrs.frozen
@@ -142,7 +169,13 @@ class DemoOptions:
             help="Seconds the fake Vobiz takes per answer.",
         ),
     )
-    report: Path | None = attrs.field(default=None, metadata=REPORT)
+    report: Path | None = attrs.field(
+        default=None,
+        metadata=click_option(
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Write one JSON line per target as it completes (never overwritten).",
+        ),
+    )
     quiet: bool = attrs.field(default=False, metadata=QUIET)
     json: bool = attrs.field(default=False, metadata=JSON)
     teardown: bool = attrs.field(
@@ -194,7 +227,7 @@ class TeardownOptions(Options):
     )
 
 
-AnyOptions = TypeVar("AnyOptions", Options, DemoOptions, TeardownOptions)
+AnyOptions = TypeVar("AnyOptions", Options, RetryOptions, DemoOptions, TeardownOptions)
 
 
 def with_options(

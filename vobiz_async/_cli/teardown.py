@@ -25,16 +25,18 @@ from rich.console import Console
 from .._checks import check_identifier
 from .._client import AsyncVobiz
 from .._discovery import StreamListing
-from .._exceptions import ConfigurationError, InvalidTargetError, VobizError
+from .._exceptions import InvalidTargetError, VobizError
 from .._models import Outcome, StopResult
-from .._retry import RetryPolicy
 from .._targets import AllStreams, Recording, Stream, Target
-from .display import print_summary, progress_display
+from .config import ConfigurationProblem, client_factory
+from .display import consoles, print_summary, progress_display
+from .exits import CommandError
 from .input import BadRow, InputError, Row, read_rows
+from .nextstep import next_step
 from .options import TeardownOptions, with_options
-from .report import Reporter, load_resume, open_report, report_key, target_fields
+from .report import Reporter, load_resume, open_report, plan_report, report_key, target_fields
 from .run import EXIT_FAILED, EXIT_OK, exit_status, interrupted_by_signals
-from .tally import Tally
+from .tally import InputState, Tally
 
 __all__ = ["TeardownTally", "run_teardown", "teardown"]
 
@@ -281,15 +283,10 @@ def teardown(options: TeardownOptions, calls: tuple[str, ...]) -> NoReturn:
     # A dry run on calls given, with every stream going, needs no listing: nor the API.
     if not (options.dry_run and inputs is not None and options.streams_to is None):
         try:
-            # Built now, so missing credentials fail before any file is read.
-            client = AsyncVobiz(
-                base_url=options.base_url,
-                timeout=options.timeout,
-                retry=RetryPolicy(max_attempts=options.max_attempts),
-            )
-        except (ConfigurationError, InvalidTargetError) as exc:
-            raise click.UsageError(str(exc)) from None
-        make_client = lambda: client  # noqa: E731
+            # Checked now, so missing credentials fail before any file is read.
+            make_client = client_factory(options)
+        except ConfigurationProblem as exc:
+            raise CommandError(str(exc)) from None
     sys.exit(asyncio.run(run_teardown(inputs, options, make_client)))
 
 
@@ -304,10 +301,20 @@ async def run_teardown(
     ``inputs`` None means every live call. Without ``make_client`` the plan is
     made without the API (calls given, every stream going).
     """
-    out, err = Console(), Console(stderr=True)
+    out, err = consoles()
     finished = load_resume(options.resume, err) if options.resume else set()
     tally = TeardownTally(listing=options.streams_to is not None)
-    with open_report(options.report, options.resume) as report:
+    # Never truncated; kept by every real run (a new file when --report names none).
+    plan = plan_report(
+        report=options.report,
+        resume=options.resume,
+        append=options.append,
+        command="teardown",
+        input_path=None,
+    )
+    with open_report(plan, dry_run=options.dry_run) as report:
+        if plan.chosen and report is not None and not options.quiet:
+            err.print(f"report: {plan.name}", highlight=False)
         reporter = Reporter(CALL_ROWS.kind, tally, report, err)
         census = Census(options, tally, reporter, finished)
         with contextlib.ExitStack() as stack:
@@ -325,7 +332,10 @@ async def run_teardown(
     if options.dry_run:
         print_plan(tally, options, out, err)
         return EXIT_OK if not (tally.failed or tally.bad_rows) else EXIT_FAILED
-    print_summary(tally, options, out, err)
+    kept = plan if plan.path.exists() else None
+    step = next_step(tally, command="teardown", source=None, options=options, report=kept)
+    report_name = kept.name if kept is not None else None
+    print_summary(tally, options, out, err, report=report_name, next_step=step)
     if not options.quiet:
         (err if options.json else out).print(_listed_text(tally, options), highlight=False)
     return exit_status(tally)
@@ -342,7 +352,9 @@ async def _run(
     async with (
         make_client() as vobiz,
         interrupted_by_signals(tally),
-        progress_display(tally, err, quiet=options.quiet or options.dry_run) as progress,
+        progress_display(
+            tally, err, quiet=options.quiet or options.dry_run, attempt_timeout=options.timeout
+        ),
     ):
         results = vobiz.iter_teardown(
             calls,
@@ -350,7 +362,7 @@ async def _run(
             recordings=not options.no_recordings,
             concurrency=options.concurrency,
             rate_limit=options.rate,
-            on_result=progress.wrap(census.result),
+            on_result=census.result,
             on_listing=census.listed,
             skip=census.skip,
         )
@@ -358,6 +370,7 @@ async def _run(
             async with results:
                 async for _ in results:
                     pass
+            tally.input = InputState.COMPLETE
         except VobizError as exc:
             # The live-call list could not be read: everything found before it was stopped.
             tally.failed += 1
