@@ -341,3 +341,36 @@ async def test_a_file_without_a_call_uuid_column_is_refused(
     assert run.status == 2, run
     assert "call_uuid" in run.stderr
     assert fake.request_count == 0
+
+
+@pytest.mark.parametrize("via_stdin", [False, True], ids=["file", "stdin"])
+async def test_latin1_calls_stop_at_the_bad_line_with_a_hint_and_lose_nothing(
+    live: tuple[FakeVobiz, str, list[str]], tmp_path: Path, via_stdin: bool
+) -> None:
+    """
+    A calls file saved as Latin-1: the calls before the bad line are torn down and reported.
+
+    Then the line and a hint on screen, exit 2, no traceback (it was "unexpected
+    error (a bug)", exit 1).
+    """
+    fake, base_url, _ = live
+    data = b"\xef\xbb\xbfcall_uuid\ncall-0\ncall-1\ncaf\xe9-2\ncall-3\n"
+    report = tmp_path / "r.jsonl"
+    if via_stdin:
+        run = await vobiz_async(
+            "teardown", "-", "--report", report, env=cli_env(fake, base_url), stdin=data
+        )
+    else:
+        calls = tmp_path / "calls.csv"
+        calls.write_bytes(data)
+        run = await vobiz_async("teardown", calls, "--report", report, env=cli_env(fake, base_url))
+
+    assert run.status == 2, run
+    assert "line 4" in run.stderr, run.stderr
+    assert "not UTF-8" in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
+    assert not fake.active_streams("call-0")
+    assert not fake.active_streams("call-1")
+    assert fake.active_streams("call-3")  # after the bad line: not read, not stopped
+    stopped = {line.get("call_uuid") for line in report_lines(report)}
+    assert {"call-0", "call-1"} <= stopped

@@ -31,12 +31,12 @@ from .._targets import AllStreams, Recording, Stream, Target
 from .config import ConfigurationProblem, client_factory
 from .display import consoles, print_summary, progress_display
 from .exits import CommandError
-from .input import BadRow, InputError, Row, read_rows
+from .input import BadRow, InputError, Row, decoded_lines, read_rows
 from .nextstep import next_step
 from .options import TeardownOptions, with_options
 from .report import Reporter, load_resume, open_report, plan_report, report_key, target_fields
 from .run import EXIT_FAILED, EXIT_OK, exit_status, interrupted_by_signals
-from .tally import InputState, Tally
+from .tally import InputState, RunEnd, Tally
 
 __all__ = ["TeardownTally", "run_teardown", "teardown"]
 
@@ -222,13 +222,15 @@ def call_inputs(arguments: tuple[str, ...], *, live: bool) -> list[CallFile | st
 
 @contextlib.contextmanager
 def read_calls(
-    inputs: list[CallFile | str], on_bad_row: Callable[[BadRow], None]
+    inputs: list[CallFile | str], on_bad_row: Callable[[BadRow], None], tally: Tally
 ) -> Iterator[Iterator[str]]:
     """
     The call UUIDs of ``inputs``, read lazily; files open until the block ends.
 
-    Each file's header is read now, so that one without a call_uuid column is
-    refused before anything is sent.
+    Each file's header is read now, so that one without a call_uuid column (or
+    not in UTF-8) is refused before anything is sent. A line further on that
+    is not UTF-8 ends the input there, as the stop commands' inputs do: what
+    came before it is torn down and reported, then the run exits 2.
     """
     with contextlib.ExitStack() as files:
         readers: list[Iterator[str]] = []
@@ -236,28 +238,38 @@ def read_calls(
             if isinstance(item, str):
                 readers.append(iter([item]))
                 continue
-            stream: IO[str] = sys.stdin
+            stream: IO[bytes] = sys.stdin.buffer
+            name = "standard input"
             if item.path is not None:
+                name = str(item.path)
                 try:
-                    stream = files.enter_context(item.path.open(encoding="utf-8"))
+                    stream = files.enter_context(item.path.open("rb"))
                 except OSError as exc:
                     raise click.UsageError(f"cannot read {item.path}: {exc.strerror}") from None
-            rows = read_rows(CALL_ROWS, stream)
+            rows = read_rows(CALL_ROWS, decoded_lines(stream, name))
             try:
                 first = next(rows, None)
             except InputError as exc:
                 raise click.UsageError(str(exc)) from None
             if first is not None:
-                readers.append(_calls_of(itertools.chain([first], rows), on_bad_row))
+                calls = _calls_of(itertools.chain([first], rows), on_bad_row, tally)
+                readers.append(calls)
         yield itertools.chain.from_iterable(readers)
 
 
-def _calls_of(rows: Iterator[Row | BadRow], on_bad_row: Callable[[BadRow], None]) -> Iterator[str]:
-    for row in rows:
-        if isinstance(row, BadRow):
-            on_bad_row(row)
-        else:
-            yield row.target.call_uuid
+def _calls_of(
+    rows: Iterator[Row | BadRow], on_bad_row: Callable[[BadRow], None], tally: Tally
+) -> Iterator[str]:
+    try:
+        for row in rows:
+            if isinstance(row, BadRow):
+                on_bad_row(row)
+            else:
+                yield row.target.call_uuid
+    except InputError as exc:
+        # The input broke off: what came before it is torn down and reported.
+        tally.input_error = str(exc)
+        tally.end = RunEnd.INPUT_ERROR
 
 
 # -- the command ------------------------------------------------------------------------
@@ -320,7 +332,7 @@ async def run_teardown(
         with contextlib.ExitStack() as stack:
             calls: Iterator[str] | None = None
             if inputs is not None:
-                calls = stack.enter_context(read_calls(inputs, reporter.bad_row))
+                calls = stack.enter_context(read_calls(inputs, reporter.bad_row, tally))
             if make_client is None:
                 assert calls is not None
                 for call in calls:
