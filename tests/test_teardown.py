@@ -541,6 +541,6 @@ async def test_a_teardowns_bad_timeout_is_refused_at_the_call() -> None:
     """A per-call timeout is checked as the constructor's is, before anything is sent."""
     fake = seeded(calls=1)
     async with client(fake) as vobiz:
-        with pytest.raises(ValueError, match="timeout must be > 0"):
+        with pytest.raises(ValueError, match="timeout must be a finite number > 0"):
             await vobiz.teardown(timeout=0)
     assert fake.requests == []

@@ -24,7 +24,13 @@ from ._bulk import (
     stop_many,
     teardown,
 )
-from ._config import DEFAULT_BASE_URL, DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT, Settings
+from ._config import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_TIMEOUT,
+    CallLimits,
+    Settings,
+)
 from ._discovery import StreamInfo, iter_live_calls, stream_pages
 from ._exceptions import ConfigurationError, NotFoundError
 from ._models import BulkReport, Outcome, StopResult
@@ -88,12 +94,12 @@ class AsyncVobiz:
     theirs to configure, and passing them here is a ConfigurationError.
     ``sleep`` and ``clock`` exist so that tests can run retries without waiting.
 
-    ``on_attempt`` is called once per request sent, with an ``Attempt`` (the
-    target, its request number, status or error type, duration, whether
-    another request follows and after what wait; never a header, body or
-    error object). It is called synchronously in the middle of the stop, so
-    keep it quick; an exception it raises is logged once per client
-    (redacted) and ignored: it never breaks a stop.
+    ``on_attempt`` is called once per stop request sent (listings are not
+    reported), with an ``Attempt`` (the target, its request number, status or
+    error type, duration, whether another request follows and after what wait;
+    never a header, body or error object). It is called synchronously in the
+    middle of the stop, so keep it quick; an exception it raises is logged once
+    per client (redacted) and ignored: it never breaks a stop.
 
     With the OpenTelemetry API installed (the ``otel`` extra), every stop,
     batch and request is traced and measured through ``tracer_provider`` and
@@ -366,17 +372,26 @@ class AsyncVobiz:
 
     # -- discovery --------------------------------------------------------------------
 
-    def live_calls(self) -> AsyncIterator[str]:
+    def live_calls(
+        self, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> AsyncIterator[str]:
         """
         The UUID of every live call on the account (``GET Call/?status=live``), as read.
 
         Every page, if the API pages; each call once per page. A failure, once
         retries are spent, raises its typed error from the ``async for``.
+        ``timeout`` and ``retry`` override the client's for each page's request.
         """
-        return iter_live_calls(self._session)
+        limits = self._session.limits_for(timeout=timeout, retry=retry)
+        return iter_live_calls(self._session, limits=limits)
 
     def list_streams(
-        self, call_uuid: str, *, active_only: bool = True
+        self,
+        call_uuid: str,
+        *,
+        active_only: bool = True,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> AsyncIterator[StreamInfo]:
         """
         The streams on a call, every page read (``GET Call/{call_uuid}/Stream/``).
@@ -384,8 +399,10 @@ class AsyncVobiz:
         ``active_only`` keeps the streams still running: any whose status is
         not ``completed`` or ``failed``. A call that has ended (or never
         existed) raises NotFoundError; a bad ``call_uuid`` InvalidTargetError.
+        ``timeout`` and ``retry`` override the client's for each page's request.
         """
-        return _streams(self._session, call_uuid, active_only=active_only)
+        limits = self._session.limits_for(timeout=timeout, retry=retry)
+        return _streams(self._session, call_uuid, active_only=active_only, limits=limits)
 
     async def teardown(
         self,
@@ -420,8 +437,8 @@ class AsyncVobiz:
         each target before it is sent) leaves the targets it returns True for
         unsent, with no result. If the live-call list cannot be read, that
         error is raised once everything found before it has been stopped.
-        ``timeout`` and ``retry`` override the client's for every stop of the
-        teardown; the listings keep the client's.
+        ``timeout`` and ``retry`` override the client's for every request of
+        the teardown, listings and stops.
         """
         return await teardown(
             self._session,
@@ -471,9 +488,9 @@ class AsyncVobiz:
 
 
 async def _streams(
-    session: Session, call_uuid: str, *, active_only: bool
+    session: Session, call_uuid: str, *, active_only: bool, limits: CallLimits
 ) -> AsyncIterator[StreamInfo]:
-    async for page in stream_pages(session, call_uuid):
+    async for page in stream_pages(session, call_uuid, limits=limits):
         for info in page:
             if info.active or not active_only:
                 yield info

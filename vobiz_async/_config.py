@@ -4,6 +4,7 @@ The client's settings, resolved from arguments and environment and checked in on
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 
@@ -195,8 +196,12 @@ def check_timeout(timeout: object) -> float:
     """
     Seconds per attempt, as a float; ConfigurationError unless a number > 0.
     """
-    if isinstance(timeout, bool) or not (isinstance(timeout, int | float) and timeout > 0):
-        raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if isinstance(timeout, bool) or not (
+        isinstance(timeout, int | float) and 0 < timeout < math.inf
+    ):
+        # inf and nan too: aiohttp cannot arm a timer for them, and no request
+        # should wait for ever (RetryPolicy(deadline=None) is the unbounded choice).
+        raise ConfigurationError(f"timeout must be a finite number > 0 seconds, got {timeout!r}")
     return float(timeout)
 
 

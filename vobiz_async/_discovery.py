@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 import attrs
 
 from ._checks import check_count, check_identifier
+from ._config import CallLimits
 from ._exceptions import MalformedAnswer, UnexpectedResponseError
 from ._redact import Redactor
 from ._retry import UNGATED, Gate
@@ -386,13 +387,17 @@ class LiveCursor:
 
 
 async def next_live_page(
-    session: Session, cursor: LiveCursor, *, gate: Gate = UNGATED
+    session: Session,
+    cursor: LiveCursor,
+    *,
+    gate: Gate = UNGATED,
+    limits: CallLimits | None = None,
 ) -> tuple[list[str], LiveCursor | None]:
     """
     The live calls of the page at ``cursor`` (each once), and the cursor of the next, if any.
     """
     request = ListLiveCalls(limit=cursor.limit, offset=cursor.offset)
-    calls, page = await session.fetch(request, parse_live_calls, gate=gate)
+    calls, page = await session.fetch(request, parse_live_calls, gate=gate, limits=limits)
     unique = list(dict.fromkeys(calls))
     offset = cursor.offset or 0
     after = page.next_offset(offset, cursor.limit)
@@ -413,19 +418,25 @@ async def next_live_page(
     )
 
 
-async def iter_live_calls(session: Session, *, gate: Gate = UNGATED) -> AsyncIterator[str]:
+async def iter_live_calls(
+    session: Session, *, gate: Gate = UNGATED, limits: CallLimits | None = None
+) -> AsyncIterator[str]:
     """
     Every live call's UUID, page by page as they are read.
     """
     cursor: LiveCursor | None = LiveCursor()
     while cursor is not None:
-        calls, cursor = await next_live_page(session, cursor, gate=gate)
+        calls, cursor = await next_live_page(session, cursor, gate=gate, limits=limits)
         for call in calls:
             yield call
 
 
 async def stream_pages(
-    session: Session, call_uuid: str, *, gate: Gate = UNGATED
+    session: Session,
+    call_uuid: str,
+    *,
+    gate: Gate = UNGATED,
+    limits: CallLimits | None = None,
 ) -> AsyncIterator[list[StreamInfo]]:
     """
     Each page of a call's streams, every stream once; a server that pages forever fails.
@@ -441,7 +452,7 @@ async def stream_pages(
                 "(a server that pages forever?)"
             )
         request = ListStreams(call_uuid, limit=PAGE_LIMIT, offset=offset)
-        streams, page = await session.fetch(request, parse_streams, gate=gate)
+        streams, page = await session.fetch(request, parse_streams, gate=gate, limits=limits)
         pages += 1
         new = []
         for info in streams:

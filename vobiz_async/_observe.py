@@ -68,13 +68,15 @@ class Attempt:
     error_type: str | None
     #: Seconds from handing the request to the transport to its answer or failure.
     duration: float
-    #: True when another request of this stop follows, after ``wait`` seconds.
+    #: True when another request of this stop is scheduled, after ``wait`` seconds.
+    #: A batch's brake or ``aclose()`` during that wait can still cancel it: the
+    #: stop's result (``attempts``) says how many requests went out in the end.
     will_retry: bool
     #: Seconds the stop waits before that request (0.0 when none follows).
     wait: float
 
 
-#: ``AsyncVobiz(on_attempt=...)``: a plain function, called once per request sent.
+#: ``AsyncVobiz(on_attempt=...)``: a plain function, called once per stop request sent.
 AttemptHook = Callable[[Attempt], object]
 
 

@@ -227,7 +227,14 @@ class Session:
             api_id=api_id,
         )
 
-    async def fetch(self, request: ListingRequest, parse: Parse[T], *, gate: Gate = UNGATED) -> T:
+    async def fetch(
+        self,
+        request: ListingRequest,
+        parse: Parse[T],
+        *,
+        gate: Gate = UNGATED,
+        limits: CallLimits | None = None,
+    ) -> T:
         """
         GET a listing and read its answer with ``parse``; raise the typed error if that fails.
 
@@ -235,10 +242,11 @@ class Session:
         A GET changes nothing, so every retryable failure is retried, a
         connection dropped after sending included. A 404 in Vobiz's shape raises
         NotFoundError (the call has ended); a success that ``parse`` cannot read
-        raises UnexpectedResponseError, and is not retried.
+        raises UnexpectedResponseError, and is not retried. ``limits`` are the
+        call's timeout and retry policy (the client's by default).
         """
         self.ensure_open()
-        limits = self.limits
+        limits = limits or self.limits
         built = self._build(request.route.check(request), limits.timeout)
         attempts = Attempts(
             limits.retry,

@@ -279,10 +279,10 @@ async def fan_out(
                             await deliver(index, await one(item))
 
                 start_worker()
+            if failed_discovery:
+                raise failed_discovery[0]  # inside the batch's span: it ends as an error
     finally:
         pool.release()  # the widening was this batch's: the pool narrows back
-    if failed_discovery:
-        raise failed_discovery[0]
 
 
 def shed_frames(error: BaseException) -> None:

@@ -78,6 +78,8 @@ class Plan:
     select: Callable[[StreamInfo], bool] | None
     skip: Skip | None
     on_listing: ListingHook | None
+    #: The teardown's timeout and retry policy, for its listings as for its stops.
+    limits: CallLimits
 
     def per_call(self, call_uuid: str) -> Iterator[Target | Discovery]:
         """
@@ -117,7 +119,8 @@ class CallStreams(Discovery):
         started = session.clock()
         listed: list[StreamInfo] = []
         try:
-            async for page in stream_pages(session, self.call_uuid, gate=gate):
+            pages = stream_pages(session, self.call_uuid, gate=gate, limits=self.plan.limits)
+            async for page in pages:
                 listed += page
         except VobizError as exc:
             return Found(result=listing_failed(self.call_uuid, exc, session.clock() - started))
@@ -171,7 +174,9 @@ class LiveCalls(Discovery):
         """
         Read the page; a failure is the batch's (raised after the rest has run).
         """
-        calls, after = await next_live_page(session, self.cursor, gate=gate)
+        calls, after = await next_live_page(
+            session, self.cursor, gate=gate, limits=self.plan.limits
+        )
         return Found(items=self._work(calls, after))
 
     def _work(self, calls: list[str], after: LiveCursor | None) -> Iterator[Target | Discovery]:
@@ -189,6 +194,7 @@ def teardown_work(
     streams_to: StreamsTo | None,
     skip: Skip | None,
     on_listing: ListingHook | None,
+    limits: CallLimits,
 ) -> Work:
     """
     The batch's input for these arguments; ValueError or TypeError for ones that make no sense.
@@ -218,6 +224,7 @@ def teardown_work(
         select=None if streams_to is None else selector(streams_to),
         skip=skip,
         on_listing=on_listing,
+        limits=limits,
     )
     if calls is None:
         return [LiveCalls(LiveCursor(), plan)]
@@ -266,6 +273,7 @@ async def teardown(
         streams_to=streams_to,
         skip=skip,
         on_listing=on_listing,
+        limits=limits,
     )
     return await stop_many(
         session,
@@ -303,6 +311,7 @@ def iter_teardown(
         streams_to=streams_to,
         skip=skip,
         on_listing=on_listing,
+        limits=limits,
     )
     return iter_stop_many(
         session,
