@@ -374,3 +374,43 @@ async def test_latin1_calls_stop_at_the_bad_line_with_a_hint_and_lose_nothing(
     assert fake.active_streams("call-3")  # after the bad line: not read, not stopped
     stopped = {line.get("call_uuid") for line in report_lines(report)}
     assert {"call-0", "call-1"} <= stopped
+
+
+async def test_a_slowly_fed_pipe_does_not_stall_a_teardown_in_flight(tmp_path: Path) -> None:
+    """
+    `... | vobiz-async teardown -`: while the pipe is idle, the calls already read go on.
+
+    The first stop is answered 503; its retry must go out while the pipe
+    stays silent. Read on the event loop, the pipe froze it until the next line.
+    """
+    fake = FakeVobiz(open_world=True, faults=Faults(error_503=1.0))
+    report = tmp_path / "r.jsonl"
+    async with fake.serve() as base_url:
+        proc = await asyncio.create_subprocess_exec(
+            SCRIPT,
+            "teardown",
+            "-",
+            "--no-recordings",
+            "--report",
+            str(report),
+            "--timeout",
+            "2",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(fake, base_url),
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(b"c1\n")
+        await proc.stdin.drain()
+        await asyncio.wait_for(fake.wait_for_requests(1), timeout=30)
+        fake.faults = Faults()
+        await asyncio.wait_for(fake.wait_for_requests(2), timeout=30)  # the retry, pipe silent
+        proc.stdin.write(b"c2\n")
+        proc.stdin.close()
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    lines = {line["call_uuid"]: line for line in report_lines(report)}
+    assert lines["c1"]["outcome"] == "stopped"
+    assert lines["c1"]["attempts"] == 2
+    assert lines["c2"]["outcome"] == "stopped"

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 import attrs
 import click
@@ -31,11 +30,12 @@ from .._targets import AllStreams, Recording, Stream, Target
 from .config import ConfigurationProblem, client_factory
 from .display import consoles, print_summary, progress_display
 from .exits import CommandError
-from .input import BadRow, InputError, Row, decoded_lines, read_rows
+from .input import BadRow, InputError, decoded_lines, read_rows
 from .nextstep import next_step
 from .options import TeardownOptions, with_options
 from .report import Reporter, load_resume, open_report, plan_report, report_key, target_fields
 from .run import EXIT_FAILED, EXIT_OK, exit_status, interrupted_by_signals
+from .source import ThreadedReader, read_chunks, split_lines
 from .tally import InputState, RunEnd, Tally
 
 __all__ = ["TeardownTally", "run_teardown", "teardown"]
@@ -223,49 +223,52 @@ def call_inputs(arguments: tuple[str, ...], *, live: bool) -> list[CallFile | st
 @contextlib.contextmanager
 def read_calls(
     inputs: list[CallFile | str], on_bad_row: Callable[[BadRow], None], tally: Tally
-) -> Iterator[Iterator[str]]:
+) -> Iterator[AsyncIterator[str]]:
     """
-    The call UUIDs of ``inputs``, read lazily; files open until the block ends.
+    The call UUIDs of ``inputs``, read in a thread as they come; files open until the block ends.
 
-    Each file's header is read now, so that one without a call_uuid column (or
-    not in UTF-8) is refused before anything is sent. A line further on that
-    is not UTF-8 ends the input there, as the stop commands' inputs do: what
-    came before it is torn down and reported, then the run exits 2.
+    Reading never blocks the event loop: a pipe fed slowly holds back only
+    the calls not yet written, never the requests in flight. A line that is
+    not UTF-8, or a file with no call_uuid column, ends the input there, as
+    the stop commands' inputs do: what came before it is torn down and
+    reported, then the run exits 2.
     """
     with contextlib.ExitStack() as files:
-        readers: list[Iterator[str]] = []
+        sources: list[str | tuple[int, str]] = []
         for item in inputs:
             if isinstance(item, str):
-                readers.append(iter([item]))
-                continue
-            stream: IO[bytes] = sys.stdin.buffer
-            name = "standard input"
-            if item.path is not None:
-                name = str(item.path)
+                sources.append(item)
+            elif item.path is None:
+                sources.append((sys.stdin.fileno(), "standard input"))
+            else:
                 try:
-                    stream = files.enter_context(item.path.open("rb"))
+                    opened = files.enter_context(item.path.open("rb"))
                 except OSError as exc:
                     raise click.UsageError(f"cannot read {item.path}: {exc.strerror}") from None
-            rows = read_rows(CALL_ROWS, decoded_lines(stream, name))
-            try:
-                first = next(rows, None)
-            except InputError as exc:
-                raise click.UsageError(str(exc)) from None
-            if first is not None:
-                calls = _calls_of(itertools.chain([first], rows), on_bad_row, tally)
-                readers.append(calls)
-        yield itertools.chain.from_iterable(readers)
+                sources.append((opened.fileno(), str(item.path)))
+
+        def produce(hand_over: Callable[[], None]) -> Iterator[str | BadRow]:
+            for source in sources:
+                if isinstance(source, str):
+                    yield source
+                    continue
+                fd, name = source
+                lines = decoded_lines(split_lines(read_chunks(fd, hand_over)), name)
+                for row in read_rows(CALL_ROWS, lines):
+                    yield row if isinstance(row, BadRow) else row.target.call_uuid
+
+        yield _calls_of(ThreadedReader(produce), on_bad_row, tally)
 
 
-def _calls_of(
-    rows: Iterator[Row | BadRow], on_bad_row: Callable[[BadRow], None], tally: Tally
-) -> Iterator[str]:
+async def _calls_of(
+    reader: ThreadedReader[str | BadRow], on_bad_row: Callable[[BadRow], None], tally: Tally
+) -> AsyncIterator[str]:
     try:
-        for row in rows:
-            if isinstance(row, BadRow):
-                on_bad_row(row)
+        async for item in reader.items():
+            if isinstance(item, BadRow):
+                on_bad_row(item)
             else:
-                yield row.target.call_uuid
+                yield item
     except InputError as exc:
         # The input broke off: what came before it is torn down and reported.
         tally.input_error = str(exc)
@@ -330,12 +333,12 @@ async def run_teardown(
         reporter = Reporter(CALL_ROWS.kind, tally, report, err)
         census = Census(options, tally, reporter, finished)
         with contextlib.ExitStack() as stack:
-            calls: Iterator[str] | None = None
+            calls: AsyncIterator[str] | None = None
             if inputs is not None:
                 calls = stack.enter_context(read_calls(inputs, reporter.bad_row, tally))
             if make_client is None:
                 assert calls is not None
-                for call in calls:
+                async for call in calls:
                     census.skip(AllStreams(call))
                     if not options.no_recordings:
                         census.skip(Recording(call))
@@ -354,7 +357,7 @@ async def run_teardown(
 
 
 async def _run(
-    calls: Iterator[str] | None,
+    calls: AsyncIterator[str] | None,
     options: TeardownOptions,
     make_client: Callable[[], AsyncVobiz],
     census: Census,
