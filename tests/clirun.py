@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vobiz_async.testing import FakeVobiz
+from vobiz_async.testing import FakeVobiz, Faults
 
 SCRIPT = str(Path(sys.executable).parent / "vobiz-async")
 
@@ -95,6 +95,39 @@ async def vobiz_async(
     for never in NEVER_SHOWN:
         assert never not in run.stdout + run.stderr, run
     return run
+
+
+async def through_a_silent_pipe(*args: str | Path) -> tuple[int, str, list[dict[str, object]]]:
+    """
+    Run a command reading ``-`` against a fake whose first answer is a 503; the pipe then idles.
+
+    c1 is written, and the pipe stays silent until c1's retry has reached the
+    fake: the retry must not wait for more input. Then c2, and the end of the
+    input. The exit status, stderr and the report (written to ``--report``,
+    which ``args`` must name) come back.
+    """
+    fake = FakeVobiz(open_world=True, faults=Faults(error_503=1.0))
+    async with fake.serve() as base_url:
+        proc = await asyncio.create_subprocess_exec(
+            SCRIPT,
+            *map(str, args),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(fake, base_url),
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(b"c1\n")
+        await proc.stdin.drain()
+        await asyncio.wait_for(fake.wait_for_requests(1), timeout=30)
+        fake.faults = Faults()
+        await asyncio.wait_for(fake.wait_for_requests(2), timeout=30)  # the retry, pipe silent
+        proc.stdin.write(b"c2\n")
+        proc.stdin.close()
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    report = Path(str(args[list(map(str, args)).index("--report") + 1]))
+    return proc.returncode, err.decode(), report_lines(report)
 
 
 def report_lines(path: Path) -> list[dict[str, object]]:

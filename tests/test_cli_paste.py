@@ -6,7 +6,6 @@ Each test runs the installed console script against a fake Vobiz on loopback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +13,16 @@ from pathlib import Path
 import pytest
 
 from vobiz_async import AllStreams, Recording, Stream
-from vobiz_async.testing import FakeVobiz, Faults
+from vobiz_async.testing import FakeVobiz
 
-from .clirun import NEVER_SHOWN, SCRIPT, cli_env, report_lines, vobiz_async, written
+from .clirun import (
+    NEVER_SHOWN,
+    cli_env,
+    report_lines,
+    through_a_silent_pipe,
+    vobiz_async,
+    written,
+)
 
 UUIDS = [f"0f6c1a52-8d3b-4c1e-9a7f-{i:012d}" for i in range(1, 6)]
 
@@ -212,33 +218,11 @@ async def test_a_slowly_fed_pipe_does_not_stall_requests_in_flight(tmp_path: Pat
     stays silent. Reading the pipe on the event loop froze all of that until
     the next line came (and then timed the requests out).
     """
-    fake = FakeVobiz(open_world=True, faults=Faults(error_503=1.0))
-    report = tmp_path / "r.jsonl"
-    async with fake.serve() as base_url:
-        proc = await asyncio.create_subprocess_exec(
-            SCRIPT,
-            "stop-all-streams",
-            "-",
-            "--report",
-            str(report),
-            "--timeout",
-            "2",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=cli_env(fake, base_url),
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(b"c1\n")
-        await proc.stdin.drain()
-        await asyncio.wait_for(fake.wait_for_requests(1), timeout=30)
-        fake.faults = Faults()
-        await asyncio.wait_for(fake.wait_for_requests(2), timeout=30)  # the retry, pipe silent
-        proc.stdin.write(b"c2\n")
-        proc.stdin.close()
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, err.decode()
-    lines = {line["call_uuid"]: line for line in report_lines(report)}
+    status, err, report = await through_a_silent_pipe(
+        "stop-all-streams", "-", "--report", tmp_path / "r.jsonl", "--timeout", "2"
+    )
+    assert status == 0, err
+    lines = {line["call_uuid"]: line for line in report}
     assert lines["c1"]["outcome"] == "stopped"
     assert lines["c1"]["attempts"] == 2
     assert lines["c2"]["outcome"] == "stopped"

@@ -20,7 +20,7 @@ from vobiz_async._cli.commands import cli
 from vobiz_async._cli.options import TeardownOptions
 from vobiz_async.testing import FakeVobiz, Faults
 
-from .clirun import SCRIPT, cli_env, report_lines, vobiz_async
+from .clirun import SCRIPT, cli_env, report_lines, through_a_silent_pipe, vobiz_async
 from .conftest import REPORT_COLUMNS
 
 BOT_3 = "wss://bot-3.example.com/"
@@ -383,34 +383,11 @@ async def test_a_slowly_fed_pipe_does_not_stall_a_teardown_in_flight(tmp_path: P
     The first stop is answered 503; its retry must go out while the pipe
     stays silent. Read on the event loop, the pipe froze it until the next line.
     """
-    fake = FakeVobiz(open_world=True, faults=Faults(error_503=1.0))
-    report = tmp_path / "r.jsonl"
-    async with fake.serve() as base_url:
-        proc = await asyncio.create_subprocess_exec(
-            SCRIPT,
-            "teardown",
-            "-",
-            "--no-recordings",
-            "--report",
-            str(report),
-            "--timeout",
-            "2",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=cli_env(fake, base_url),
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(b"c1\n")
-        await proc.stdin.drain()
-        await asyncio.wait_for(fake.wait_for_requests(1), timeout=30)
-        fake.faults = Faults()
-        await asyncio.wait_for(fake.wait_for_requests(2), timeout=30)  # the retry, pipe silent
-        proc.stdin.write(b"c2\n")
-        proc.stdin.close()
-        _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, err.decode()
-    lines = {line["call_uuid"]: line for line in report_lines(report)}
+    status, err, report = await through_a_silent_pipe(
+        "teardown", "-", "--no-recordings", "--report", tmp_path / "r.jsonl", "--timeout", "2"
+    )
+    assert status == 0, err
+    lines = {line["call_uuid"]: line for line in report}
     assert lines["c1"]["outcome"] == "stopped"
     assert lines["c1"]["attempts"] == 2
     assert lines["c2"]["outcome"] == "stopped"

@@ -189,16 +189,7 @@ class Session:
             request = self._build(check_target(target), limits.timeout)
         except (ClientClosedError, InvalidTargetError) as exc:
             return StopResult(target, Outcome.FAILED, error=exc)
-        attempts = Attempts(
-            limits.retry,
-            timeout=limits.timeout,
-            clock=self.clock,
-            sleep=self.sleep,
-            gate=gate,
-            preflight=self.ensure_open,
-            label=_label(request),
-            watch=watch,
-        )
+        attempts = self._attempts(request, limits, gate, watch)
         send = functools.partial(self._send, request, attempts, self._judge, MAX_BODY)
         try:
             response = await attempts.run(send)
@@ -248,19 +239,25 @@ class Session:
         self.ensure_open()
         limits = limits or self.limits
         built = self._build(request.route.check(request), limits.timeout)
-        attempts = Attempts(
+        # on_attempt and telemetry watch stops, not listings
+        attempts = self._attempts(built, limits, gate, NO_WATCH)
+        judge = functools.partial(self._judge_listing, parse=parse)
+        return await attempts.run(
+            functools.partial(self._send, built, attempts, judge, MAX_LIST_BODY)
+        )
+
+    def _attempts(
+        self, request: httpx.Request, limits: CallLimits, gate: Gate, watch: Watch
+    ) -> Attempts:
+        return Attempts(
             limits.retry,
             timeout=limits.timeout,
             clock=self.clock,
             sleep=self.sleep,
             gate=gate,
             preflight=self.ensure_open,
-            label=_label(built),
-            watch=NO_WATCH,  # on_attempt and telemetry watch stops, not listings
-        )
-        judge = functools.partial(self._judge_listing, parse=parse)
-        return await attempts.run(
-            functools.partial(self._send, built, attempts, judge, MAX_LIST_BODY)
+            label=_label(request),
+            watch=watch,
         )
 
     def _elapsed(self, attempts: Attempts) -> float:
