@@ -39,7 +39,7 @@ from .._retry import Gate
 from .._session import Session
 from .._targets import AllStreams, Recording, Stream, Target
 from .collect import stop_many
-from .engine import Discovery, Found, ResultHook, Work, check_limits
+from .engine import Discovery, Found, ResultHook, Work
 from .stream import StopResultStream, iter_stop_many
 
 __all__ = [
@@ -264,8 +264,9 @@ async def teardown(
 ) -> BulkReport:
     """
     Tear down every call, one result per request made (and per failed listing).
+
+    stop_many checks ``concurrency`` and ``rate_limit``, as for any batch.
     """
-    check_limits(concurrency, rate_limit)
     work = teardown_work(
         calls,
         streams=streams,
@@ -303,7 +304,6 @@ def iter_teardown(
     """
     Like teardown(), yielding results as they complete; arguments checked now.
     """
-    check_limits(concurrency, rate_limit)
     work = teardown_work(
         calls,
         streams=streams,
