@@ -227,8 +227,11 @@ async def test_hung_server_every_operation_ends_within_its_deadline() -> None:
     assert report.counts[Outcome.FAILED] == count
     assert all(isinstance(r.error, APITimeoutError) for r in report)
     # A timer cannot fire while the loop is busy with 250 simultaneous time-outs;
-    # anything beyond that lag would be the library's own doing.
-    assert max(r.elapsed for r in report) <= 0.6 + worst_lag + 0.05
+    # anything beyond that lag would be the library's own doing. The slowest
+    # target can meet it twice: its deadline's timer fires late, then the
+    # cancelled attempt's unwinding waits its turn behind the next busy spell
+    # (CI saw 1.009 s against 0.6 + 0.355 + 0.05 with the bound at one lag).
+    assert max(r.elapsed for r in report) <= 0.6 + 2 * worst_lag + 0.05
     assert statistics.median(r.elapsed for r in report) <= 0.6 + worst_lag
     assert took < count / 250 * (0.6 + worst_lag) + 5
 
