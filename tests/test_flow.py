@@ -34,7 +34,9 @@ from vobiz_async._bulk.flow import (
     BETA,
     DOUBLING,
     GRACE,
+    MIN_RATE,
     MIN_THROTTLES,
+    NAP,
     WINDOW,
     K,
     Pacer,
@@ -166,31 +168,81 @@ def test_a_wall_hit_at_the_start_is_found_by_doubling_not_guessed() -> None:
     """
     A 429 in the batch's first milliseconds has no rate to trust.
 
-    The rate then doubles every DOUBLING seconds from where it was, and the
-    next wall is taken as the limit (the rate the doubling had reached); it
-    used to settle at the few sends counted so far and take seconds to grow.
+    The batch's first 100 requests go out in 10 ms into a bucket that holds 5.
+    Slow start then begins at what the server accepted (BETA times 5 a
+    second; the answers come in any order, some accepted after the first
+    429), not at the 10,000/s the burst was sent at, which took a cascade of
+    cuts and half of a batch's 429s to come down. The rate doubles every
+    DOUBLING seconds, and the next wall is taken as the limit: the rate the
+    doubling had reached, at most twice what was being sent.
     """
     clock = FakeTime()
     rate = SendRate(clock.clock)
     began = clock.now
-    sending_at(rate, clock, 400, 0.01)  # four sends, then the first answer: a 429
-    rate.answered(clock.now, throttled=True)
+    sending_at(rate, clock, 10_000, 0.01)  # the blind burst
+    for _ in range(3):
+        rate.answered(began, throttled=False)
+    rate.answered(began, throttled=True)  # the first 429, then the rest of the burst
     phases = [rate.phase]
+    assert rate.allowed() == pytest.approx(BETA * 3)
+    for _ in range(2):
+        rate.answered(began, throttled=False)
+    for _ in range(95):
+        rate.answered(began, throttled=True)
     start = rate.allowed()
     assert start is not None
+    assert start == pytest.approx(BETA * 5)
     seen = [start]
-    while (allowed := rate.allowed()) is not None and allowed < 400:
-        sends = max(1, round(allowed * DOUBLING / 2))  # keeping up with the allowed rate
-        sending_at(rate, clock, sends / (DOUBLING / 2), DOUBLING / 2)
+    for _ in range(100):  # keeping up with the allowed rate, every send accepted
+        allowed = rate.allowed()
+        assert allowed is not None
         seen.append(allowed)
+        if allowed >= 400:
+            break
+        sends = max(1, round(allowed * DOUBLING / 2))
+        sending_at(rate, clock, sends / (DOUBLING / 2), DOUBLING / 2)
+        for _ in range(sends):
+            rate.answered(clock.now, throttled=False)
     assert seen == sorted(seen)
-    assert clock.now - began < 2.5  # 400/s reached within seconds
+    assert clock.now - began < 1.5  # 400/s reached within a second or so
     reached = rate.allowed()
     assert reached is not None
-    rate.answered(clock.now, throttled=True)  # the wall
+    for _ in range(10):  # the wall: answers refused, past DENSITY of them
+        rate.answered(clock.now, throttled=True)
+        if rate.phase is not Phase.SLOW_START:
+            break
     phases.append(rate.phase)
     assert phases == [Phase.SLOW_START, Phase.CUBIC]
-    assert rate.allowed() == pytest.approx(BETA * reached, rel=0.02)
+    cut_to = rate.allowed()
+    assert cut_to is not None
+    assert BETA * reached / 2 < cut_to <= BETA * reached
+
+
+async def test_a_wait_booked_at_a_low_rate_shortens_as_the_rate_grows() -> None:
+    """
+    Slow start opens at half a request a second when nothing was accepted.
+
+    The third request's turn is booked 2 s ahead at that rate. Answers
+    accepted meanwhile raise the rate, and the request goes out at the
+    pacer's next look (NAP), not 2 s later with every other request queued
+    behind it.
+    """
+    clock = FakeTime()
+    rate = SendRate(clock.clock)
+    pacer = Pacer(rate, clock=clock.clock, sleep=clock.sleep)
+    rate.sent(clock.now)
+    rate.answered(clock.now, throttled=True)
+    assert rate.phase is Phase.SLOW_START
+    assert rate.allowed() == pytest.approx(MIN_RATE)
+    start = clock.now
+    await pacer.wait()
+    await pacer.wait()
+    third = asyncio.create_task(pacer.wait())
+    await asyncio.sleep(0)  # it is napping, its turn booked at 1 / MIN_RATE
+    for _ in range(20):
+        rate.answered(clock.now, throttled=False)
+    await third
+    assert clock.now - start == pytest.approx(NAP)
 
 
 async def test_the_pacer_spaces_sends_at_the_rate_and_rebooks_after_a_cut() -> None:

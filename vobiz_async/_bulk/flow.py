@@ -17,16 +17,28 @@ rate grows back along::
 t seconds after the cut: fast while far below the last limit, slowly near
 it, then probing past it. A cut made before there is a rate to trust (the
 first answers of a batch arrive within milliseconds, a burst or a handful)
-knows no W_max: the rate then grows as in TCP's slow start, doubling every
-DOUBLING seconds, and the next wall is taken as W_max (the rate reached)::
+knows no W_max: the rate then grows as in TCP's slow start, where each
+acknowledgement widens the window by one segment. Here each answer accepted
+since the cut adds 1 / DOUBLING to the rate, which doubles it every DOUBLING
+seconds while the sends keep up, and not at all while nothing is sent (a
+batch-wide pause) or answered; the next wall is taken as W_max (the rate
+reached)::
 
-    rate = start * 2 ** (t / DOUBLING),   start = max(BETA * rate measured, MIN_RATE)
+    rate = start + accepted since the cut / DOUBLING,   start = max(BETA * accepted / WINDOW, MIN_RATE)
+
+where ``accepted`` counts the answers without a 429 over the last WINDOW, to
+requests sent before the cut: a blind burst's few milliseconds say nothing
+of the limit's rate, only that its bucket held that much. (Measured from the
+rate sent in those milliseconds, the start was 360/s against a 50/s limit,
+and coming down took eight cuts and 146 of the batch's 201 429s.)
 
 Where RFC 9438 fixes C (AWS: 0.4) and lets K grow with W_max, here C scales
 with W_max so that the plateau is always K seconds away: measured at 300
 requests a second, a fixed C = 0.4 takes 6 s to regain the old rate and 14 s
-to find the real one. Growth is capped at twice the measured send rate, so a
-batch slowed by something else does not run up a rate it never uses; the cap
+to find the real one. Growth on the curve is capped at twice the measured
+send rate, so a batch slowed by something else does not run up a rate it
+never uses (slow start is not: an average lags a doubling far behind; its
+wall is taken at no more than twice the rate sent lately instead); the cap
 never goes below the rate the cut chose, so a batch-wide pause (every request
 waiting out a Retry-After) does not collapse it. A 429 answering a request
 sent before the last cut (plus GRACE, for requests already past the pacer) is
@@ -63,7 +75,9 @@ MIN_RATE = 0.5
 #: A wait shorter than this is no wait (a clock's resolution).
 TICK = 1e-6
 #: Seconds per doubling of the rate in slow start (a cut with no rate to trust).
-DOUBLING = 0.25
+DOUBLING = 0.1
+#: The longest the pacer sleeps before it reads the rate again.
+NAP = DOUBLING
 #: Seconds after a cut during which sends still count as the old rate's.
 GRACE = 0.05
 #: Accepted answers, and seconds since the first, before the accepted rate is trusted.
@@ -146,6 +160,8 @@ class SendRate:
         self._w_max = 0.0
         self._c = 0.0
         self._floor = MIN_RATE  # the rate the last cut chose
+        self._burst = 0  # requests sent in the WINDOW before a cut into slow start
+        self._grown = 0  # answers accepted in slow start, to requests sent since the cut
         self._cut_at = 0.0
         # (answered at, was it a 429) for requests sent since the last cut, last WINDOW s.
         self._recent: collections.deque[tuple[float, bool]] = collections.deque()
@@ -178,12 +194,30 @@ class SendRate:
         """
         if self.phase is Phase.UNTHROTTLED:
             return None
-        t = self._clock() - self._cut_at
+        now = self._clock()
         if self.phase is Phase.SLOW_START:
-            curve = self._floor * 2 ** min(t / DOUBLING, 64.0)
-        else:
-            curve = self._c * (t - K) ** 3 + self._w_max
+            # Not capped by the rate measured, which lags a doubling rate far
+            # behind (a cap at twice it held the doubling to one per 0.4 s:
+            # 6 s to find 500/s); growth needs accepted answers instead.
+            return self._doubled()
+        curve = self._c * (now - self._cut_at - K) ** 3 + self._w_max
         return max(min(curve, 2 * self.measured()), self._floor)
+
+    def _start(self, now: float) -> float:
+        """
+        Slow start's first rate: BETA times the answers accepted over the last WINDOW, per WINDOW.
+
+        At most the requests sent before the cut count: those sent after it,
+        at the rate it chose, would otherwise raise that rate as they are
+        accepted.
+        """
+        return max(BETA * min(self._accepts.count(now), self._burst) / WINDOW, MIN_RATE)
+
+    def _doubled(self) -> float:
+        """
+        Slow start's rate: the start, plus 1 / DOUBLING for each answer accepted since the cut.
+        """
+        return self._floor + self._grown / DOUBLING
 
     def answered(self, sent_at: float, *, throttled: bool) -> None:
         """
@@ -196,7 +230,13 @@ class SendRate:
                 self._cut()
             return
         if sent_at < self._cut_at + GRACE:
+            if self.phase is Phase.SLOW_START and not throttled:
+                # The blind burst's answers come in any order: those accepted
+                # after its first 429 are part of what its bucket held.
+                self._floor = max(self._floor, self._start(self._clock()))
             return  # the old rate's echo
+        if self.phase is Phase.SLOW_START and not throttled:
+            self._grown += 1
         recent = self._recent
         now = self._clock()
         recent.append((now, throttled))
@@ -213,7 +253,10 @@ class SendRate:
             # (measured: 265/s for a 500/s limit): the wall is the rate the
             # doubling had reached, at most twice too high, as in TCP; a
             # further cut, from steady numbers, takes off the excess.
-            rates = [r for r in (self.allowed(),) if r is not None]
+            # Capped at twice the rate sent lately, as the curve is in CUBIC:
+            # a rate run up while something else held the batch back was
+            # never the wall.
+            rates = [self._doubled(), 2 * self._sends.per_second(now, RECENT)]
         else:
             # A token bucket accepts about its rate however much more is
             # sent, so the accepted rate finds a wall far below the send rate
@@ -229,7 +272,9 @@ class SendRate:
             self._floor = max(BETA * self._w_max, MIN_RATE)
         else:
             self.phase = Phase.SLOW_START
-            self._floor = max(BETA * self.measured(), MIN_RATE)
+            self._burst = self._sends.count(now)
+            self._floor = self._start(now)
+            self._grown = 0
         self._cut_at = now
         self._recent.clear()
         self._refused = 0
@@ -281,4 +326,8 @@ class Pacer:
                     # an idle spell does not bank a burst: at most one interval.
                     self._last = max(at, now - 1 / rate)
                     return
-                await self._sleep(at - now)
+                # In naps of at most NAP: a rate that grows meanwhile (slow
+                # start can double it every DOUBLING) shortens this wait too,
+                # not only later ones (a first turn booked at slow start's
+                # opening 0.5/s held every worker for 2 s).
+                await self._sleep(min(at - now, NAP))
