@@ -4,8 +4,10 @@ live_calls() and list_streams(): the wire format, both paging envelopes, hostile
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
+import pickle
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -177,6 +179,23 @@ def test_stream_info_is_a_frozen_hashable_value() -> None:
         info.status = "completed"  # type: ignore[misc]
     with pytest.raises(TypeError):
         info.raw["status"] = "completed"  # type: ignore[index]
+
+
+def test_stream_info_pickles_and_copies_by_value() -> None:
+    """
+    A worker queue (Celery, RQ) pickles what it hands on; deepcopy is the same path.
+
+    Both used to raise TypeError on the read-only ``raw``. The copy is equal,
+    keeps the unknown fields, and is still read-only.
+    """
+    info = StreamInfo.from_api(stream("s-1", extra_list=[1, 2]))
+    pickled = pickle.loads(pickle.dumps(info))  # noqa: S301 - our own bytes
+    for copied in (pickled, copy.deepcopy(info), copy.copy(info)):
+        assert copied == info
+        assert copied.extra == info.extra
+        assert copied.extra["extra_list"] == [1, 2]
+        with pytest.raises(TypeError):
+            copied.raw["status"] = "completed"  # type: ignore[index]
 
 
 # -- paging, against the fake ------------------------------------------------------------

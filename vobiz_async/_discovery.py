@@ -168,6 +168,14 @@ class StreamInfo:
         """
         return {key: value for key, value in self.raw.items() if key not in _KNOWN_FIELDS}
 
+    def __reduce__(self) -> tuple[Callable[[dict[str, Any]], StreamInfo], tuple[dict[str, Any]]]:
+        """
+        Pickle and copy by value: ``raw`` is read-only, and a read-only view cannot be pickled.
+        """
+        values = attrs.asdict(self, recurse=False)
+        values["raw"] = dict(self.raw)
+        return _stream_info, (values,)
+
     @classmethod
     def from_api(cls, data: object) -> StreamInfo:
         """
@@ -190,6 +198,13 @@ class StreamInfo:
             end_time=_when(data.get("end_time")),
             raw=types.MappingProxyType(dict(data)),
         )
+
+
+def _stream_info(values: dict[str, Any]) -> StreamInfo:
+    """
+    A StreamInfo from its fields, as pickled: ``raw`` read-only again.
+    """
+    return StreamInfo(**{**values, "raw": types.MappingProxyType(values["raw"])})
 
 
 @attrs.frozen
