@@ -27,6 +27,7 @@ from vobiz_async import (
     Stream,
     Target,
 )
+from vobiz_async._bulk.gate import SLACK, ceiling
 
 from .conftest import (
     AUTH_ID,
@@ -229,6 +230,28 @@ async def test_invalid_targets_are_reported_and_never_sent(
     for result in report.failed:
         assert isinstance(result.error, InvalidTargetError)
         assert result.attempts == 0
+
+
+@pytest.mark.parametrize("rate_limit", [0.5, 50.0, 800.0, 5000.0])
+async def test_the_ceiling_makes_up_a_late_wake_up_and_no_second_holds_more(
+    rate_limit: float,
+) -> None:
+    """
+    rate_limit holds SLACK seconds of requests: after a stall, that many go at once.
+
+    A bucket of one lost every late wake-up for good (told an 800/s limit, a
+    batch sent 65-69% of it). No more than ``rate_limit * SLACK`` (at least
+    one) go together, and it leaks slower by as many less one, so no second
+    holds more than a bucket of one let through: rate_limit + 1.
+    """
+    limiter = ceiling(rate_limit)
+    together = max(1, round(rate_limit * SLACK))
+    for _ in range(together):
+        assert limiter.has_capacity()
+        await limiter.acquire()  # at once: nothing to wait for
+    assert not limiter.has_capacity()
+    leak = limiter.max_rate / limiter.time_period
+    assert limiter.max_rate + leak * 1.0 == pytest.approx(rate_limit + 1)
 
 
 async def test_rate_limit_holds_over_every_sliding_window(

@@ -24,7 +24,8 @@ seconds while the sends keep up, and not at all while nothing is sent (a
 batch-wide pause) or answered; the next wall is taken as W_max (the rate
 reached)::
 
-    rate = start + accepted since the cut / DOUBLING,   start = max(BETA * accepted / WINDOW, MIN_RATE)
+    rate  = start + accepted since the cut / DOUBLING
+    start = max(BETA * accepted / WINDOW, MIN_RATE)
 
 where ``accepted`` counts the answers without a 429 over the last WINDOW, to
 requests sent before the cut: a blind burst's few milliseconds say nothing
