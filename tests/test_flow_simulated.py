@@ -78,7 +78,7 @@ def simulate(
 
 
 @pytest.mark.parametrize("retry_after", [1.0, None], ids=["retry-after", "no-retry-after"])
-@pytest.mark.parametrize("limit", [20, 100, 500, 1000, 2000])
+@pytest.mark.parametrize("limit", [20, 50, 100, 500, 1000, 2000])
 def test_an_unknown_limit_is_found_at_any_rate(limit: int, retry_after: float | None) -> None:
     """
     The issue's targets from 20 to 2,000 requests a second, with and without Retry-After.
