@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -194,12 +195,33 @@ async def test_a_bad_row_is_reported_and_the_rest_torn_down(
     assert not fake.active_streams("call-0")
 
 
-async def test_a_dry_run_on_calls_given_needs_no_api(tmp_path: Path) -> None:
-    """Without --live or --streams-to there is nothing to list: no credentials, no request."""
-    run = await vobiz_async("teardown", "c1", "c2", "--dry-run", "--json", env=cli_env(None, None))
+async def test_a_dry_run_on_calls_given_sends_nothing_but_checks_the_configuration(
+    tmp_path: Path,
+) -> None:
+    """
+    Without --live or --streams-to there is nothing to list: no request at all.
+
+    What the real run would refuse, the dry run refuses too (exit 2): it used
+    to plan without credentials and exit 0, and the real run then failed.
+    """
+    fake = FakeVobiz()
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{closed.getsockname()[1]}/api/v1"
+    run = await vobiz_async(
+        "teardown", "c1", "c2", "--dry-run", "--json", env=cli_env(fake, nowhere)
+    )
     assert run.status == 0, run
     plan = json.loads(run.stdout)
     assert (plan["calls"], plan["would_send"]) == (2, 4)
+
+    refused = await vobiz_async("teardown", "c1", "c2", "--dry-run", env=cli_env(None, None))
+    assert refused.status == 2, refused
+    assert "VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN" in refused.stderr
+    bad_url = await vobiz_async(
+        "teardown", "c1", "--dry-run", env=cli_env(fake, "ftp://vobiz.example/api/v1")
+    )
+    assert bad_url.status == 2, bad_url
 
 
 @pytest.mark.parametrize(
@@ -231,16 +253,17 @@ async def test_missing_credentials_exit_2(tmp_path: Path) -> None:
     assert "VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN" in run.stderr
 
 
-async def test_a_live_list_refused_exits_1_with_the_reason(
+async def test_a_live_list_refused_exits_2_with_the_reason(
     live: tuple[FakeVobiz, str, list[str]], tmp_path: Path
 ) -> None:
-    """Wrong credentials: 'could not list the live calls', exit 1, no traceback, no token."""
+    """Wrong credentials: 'could not list the live calls', the 401 said, exit 2, no token."""
     fake, base_url, _ = live
     report = tmp_path / "r.jsonl"
     env = cli_env(fake, base_url, VOBIZ_AUTH_TOKEN="wrong-token-9x")
     run = await vobiz_async("teardown", "--live", "--report", report, env=env)
 
-    assert run.status == 1, run
+    assert run.status == 2, run
+    assert "authentication failed (401): check VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN" in run.stderr
     assert "could not list the live calls" in run.stderr
     assert "401" in run.stderr
     assert "Traceback" not in run.stderr
@@ -326,7 +349,7 @@ async def test_a_call_that_has_ended_is_said_and_not_a_failure(
     assert run.status == 0, run
     assert "0 could not be listed (see the report), 1 had ended" in run.stdout
     gone = [line for line in report_lines(report) if line["call_uuid"] == "call-gone"]
-    assert [(line["kind"], line["outcome"]) for line in gone] == [("all_streams", "not_found")]
+    assert [(line["kind"], line["outcome"]) for line in gone] == [("list_streams", "not_found")]
     assert fake.times_stopped(Stream("call-0", "s-0-3")) == 1
 
 
@@ -391,3 +414,116 @@ async def test_a_slowly_fed_pipe_does_not_stall_a_teardown_in_flight(tmp_path: P
     assert lines["c1"]["outcome"] == "stopped"
     assert lines["c1"]["attempts"] == 2
     assert lines["c2"]["outcome"] == "stopped"
+
+
+# -- what is printed next never stops more than was asked ----------------------------------
+
+
+async def test_a_failed_listing_is_retried_by_listing_again_never_by_stopping_all(
+    live: tuple[FakeVobiz, str, list[str]], tmp_path: Path
+) -> None:
+    """
+    --streams-to, every listing answered 503: the printed next step lists again.
+
+    A failed listing used to be reported as a failed all_streams stop, and
+    the retry-failed command the summary printed then stopped every stream on
+    the call, the healthy ones to bot-0, 1, 2 and 4 included. Now the report
+    says the listing failed, retry-failed refuses to guess, and the printed
+    command is the teardown again with --resume: it stops bot-3's streams and
+    nothing else.
+    """
+    fake, base_url, calls = live
+    report = tmp_path / "r.jsonl"
+    env = cli_env(fake, base_url)
+    fake.faults = Faults(error_503=1.0)
+    run = await vobiz_async(
+        "teardown", *calls[:2], "--streams-to", BOT_3, "--no-recordings",
+        "--max-attempts", "1", "--report", report, env=env,
+    )  # fmt: skip
+
+    assert run.status == 1, run
+    assert {line["kind"] for line in report_lines(report)} == {"list_streams"}
+    assert {line["outcome"] for line in report_lines(report)} == {"failed"}
+    again = run.next_command()
+    assert again[0] == "teardown"
+    assert again[-2:] == ["--resume", str(report)]
+    fake.faults = Faults()
+    retried = await vobiz_async("retry-failed", report, env=env)
+    assert retried.status == 1, retried
+    assert "never completed" in retried.stdout + retried.stderr
+    assert "teardown" in retried.stdout + retried.stderr
+    assert not any(r.method == "DELETE" for r in fake.requests)
+
+    finished = await vobiz_async(*again, env=env, cwd=tmp_path)
+
+    assert finished.status == 0, finished
+    assert set(deletes(fake)) == {Stream(call, f"s-{i}-3") for i, call in enumerate(calls[:2])}
+    for i, call in enumerate(calls[:2]):
+        assert fake.active_streams(call) == {f"s-{i}-{j}" for j in (0, 1, 2, 4)}
+
+
+async def test_a_failed_live_list_is_never_reported_all_clear(
+    live: tuple[FakeVobiz, str, list[str]], tmp_path: Path
+) -> None:
+    """
+    The live list answered 503: the next step is teardown --live --resume, not retry-failed.
+
+    retry-failed on that report used to say "nothing to retry: every target
+    is stopped or not found" and exit 0, with every stream still running.
+    """
+    fake, base_url, calls = live
+    report = tmp_path / "r.jsonl"
+    env = cli_env(fake, base_url)
+    fake.faults = Faults(error_503=1.0)
+    run = await vobiz_async(
+        "teardown", "--live", "--max-attempts", "1", "--report", report, env=env
+    )
+
+    assert run.status == 1, run
+    assert run.next_command() == [
+        "teardown",
+        "--live",
+        "--max-attempts",
+        "1",
+        "--resume",
+        str(report),
+    ]
+    fake.faults = Faults()
+    retried = await vobiz_async("retry-failed", report, env=env)
+    assert retried.status == 1, retried
+    assert "nothing to retry" not in retried.stdout
+    assert "never completed" in retried.stdout + retried.stderr
+
+    finished = await vobiz_async(*run.next_command(), env=env, cwd=tmp_path)
+
+    assert finished.status == 0, finished
+    assert all(not fake.active_streams(call) for call in calls)
+
+
+async def test_wrong_credentials_say_401_and_exit_2(
+    live: tuple[FakeVobiz, str, list[str]], tmp_path: Path
+) -> None:
+    """Calls given, wrong token: the stop commands' 401 message, the rest not attempted, exit 2."""
+    fake, base_url, calls = live
+    env = cli_env(fake, base_url, VOBIZ_AUTH_TOKEN="wrong-token-9x")
+    run = await vobiz_async("teardown", *calls, "--report", tmp_path / "r.jsonl", env=env)
+
+    assert run.status == 2, run
+    assert "authentication failed (401): check VOBIZ_AUTH_ID and VOBIZ_AUTH_TOKEN" in run.stderr
+    assert "not attempted" in run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+
+
+async def test_a_wrong_base_url_stops_early_saying_why(tmp_path: Path) -> None:
+    """A closed loopback port: "cannot connect ... check the base URL", exit 2, in seconds."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    fake = FakeVobiz()
+    env = cli_env(fake, f"http://127.0.0.1:{port}/api/v1")
+    calls = [f"call-{i}" for i in range(200)]
+    run = await vobiz_async("teardown", *calls, "--report", tmp_path / "r.jsonl", env=env)
+
+    assert run.status == 2, run
+    assert "cannot connect" in run.stderr
+    assert "check the base URL" in run.stderr

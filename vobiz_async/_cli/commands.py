@@ -166,9 +166,20 @@ def retry_failed(options: RetryOptions, report: Path) -> None:
             f"command with --resume {report}",
             highlight=False,
         )
+    if pending.unlisted:
+        # A listing that failed found nothing to stop: stopping "everything on
+        # the call" instead would stop streams --streams-to left alone.
+        err.print(
+            f"{pending.unlisted} listings in {report} never completed (the live calls, or "
+            "a call's streams): what they would have found was never stopped, and only "
+            f"the teardown can list it again: run the teardown command with --resume {report}",
+            highlight=False,
+        )
     if not pending.rows:
-        click.echo(f"nothing to retry: every target in {report} is stopped or not found")
-        sys.exit(ExitStatus.FAILED if pending.bad_lines else ExitStatus.OK)
+        if not pending.unlisted:
+            click.echo(f"nothing to retry: every target in {report} is stopped or not found")
+        failed = pending.bad_lines or pending.unlisted
+        sys.exit(ExitStatus.FAILED if failed else ExitStatus.OK)
     stop_options = options.for_report(report)
     make_client, refused = configured(stop_options)
     sys.exit(

@@ -36,6 +36,7 @@ from .tally import Tally, failure_reason
 
 __all__ = [
     "FINISHED",
+    "LISTING_KINDS",
     "TARGET_COLUMNS",
     "ReportKey",
     "ReportMode",
@@ -77,6 +78,9 @@ class ReportOutcome(enum.StrEnum):
     #: In flight at Ctrl-C: the request may have reached the server and been applied.
     INTERRUPTED = "interrupted"
 
+
+#: The kinds of a teardown's listing lines: not stops, never sent again as one.
+LISTING_KINDS = frozenset({"list_live_calls", "list_streams"})
 
 #: Outcomes that leave nothing to do: --resume skips them, retry-failed leaves them.
 FINISHED = frozenset({ReportOutcome.STOPPED.value, ReportOutcome.NOT_FOUND.value})
@@ -169,6 +173,9 @@ class Pending:
 
     rows: list[Row]
     bad_lines: list[int]
+    #: A teardown's listings (live calls, a call's streams) whose latest line failed:
+    #: only the teardown, run again, can list and stop what they would have found.
+    unlisted: int = 0
 
 
 def pending_rows(path: Path, err: Console) -> Pending:
@@ -182,12 +189,16 @@ def pending_rows(path: Path, err: Console) -> Pending:
     latest: dict[ReportKey, tuple[int, dict[str, Any]]] = {}
     finished: set[ReportKey] = set()
     bad: list[int] = []
+    listings: dict[ReportKey, bool] = {}  # a teardown's listings: did the latest complete?
     for number, fields in _lines(path, err):
         if "line" in fields:
             if isinstance(fields["line"], int):
                 bad.append(fields["line"])
             continue
         key = report_key(fields)
+        if fields.get("kind") in LISTING_KINDS:
+            listings[key] = fields.get("outcome") != ReportOutcome.FAILED.value
+            continue
         if fields.get("outcome") in FINISHED:
             finished.add(key)
         else:
@@ -199,7 +210,7 @@ def pending_rows(path: Path, err: Console) -> Pending:
         target = _target_of(fields)
         if target is not None:
             rows.append(Row(number, target))
-    return Pending(rows, bad)
+    return Pending(rows, bad, unlisted=sum(not done for done in listings.values()))
 
 
 def _target_of(fields: dict[str, Any]) -> Target | None:
@@ -390,9 +401,9 @@ class Reporter:
             # Flushed per line: after a crash or Ctrl-C the report is --resume material.
             self.out.flush()
 
-    def result(self, result: StopResult) -> None:
+    def result(self, result: StopResult, *, kind: str | None = None) -> None:
         """
-        A target's result: counted by what it amounts to, and written.
+        A target's result: counted by what it amounts to, and written (as ``kind``, if given).
         """
         error = result.error
         outcome: ReportOutcome | None = None
@@ -406,7 +417,10 @@ class Reporter:
         else:
             self.tally.failed += 1
             self.tally.reasons[failure_reason(error)] += 1
-        self.write(result_line(result, outcome))
+        line = result_line(result, outcome)
+        if kind is not None:
+            line["kind"] = kind
+        self.write(line)
 
     def skip(self) -> None:
         """

@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._client import AsyncVobiz
-from .._exceptions import APIConnectError, AuthenticationError
+from .._exceptions import APIConnectError, AuthenticationError, VobizError
 from .._models import StopResult
 from .._targets import Target
 from .display import consoles, print_summary, progress_display
@@ -59,6 +59,7 @@ __all__ = [
     "Rows",
     "execute",
     "exit_status",
+    "halt_on",
     "interrupted_by_signals",
 ]
 
@@ -306,29 +307,37 @@ class Feed:
         tally.in_flight.pop(report_key(target_fields(result.target)), None)
         tally.last_answer = time.monotonic()
         self.reporter.result(result)
-        error = result.error
-        if tally.halt is not None or error is None:
-            return
-        if isinstance(error, AuthenticationError):
-            halt = Halt(AUTHENTICATION_FAILED, ExitStatus.USAGE)
-        elif error.brake is None:
-            return
-        elif isinstance(error, APIConnectError):
-            why = failure_reason(error).removeprefix("cannot connect: ")
-            halt = Halt(
-                f"cannot connect to {self.base_url} ({why}): check the base URL "
-                "(--base-url or VOBIZ_BASE_URL), DNS, and any proxy or VPN",
-                ExitStatus.USAGE,
-            )
-        else:
-            halt = Halt(f"the batch stopped: {error.brake}", ExitStatus.FAILED)
-        tally.halt = halt
-        tally.end = RunEnd.HALTED
-        self.err.print(
-            f"[red]vobiz-async: {escape(halt.reason)}[/red]; "
-            "targets not sent yet are counted as not attempted",
-            highlight=False,
+        halt_on(result.error, tally, base_url=self.base_url, err=self.err)
+
+
+def halt_on(error: VobizError | None, tally: Tally, *, base_url: str, err: Console) -> None:
+    """
+    Stop the run's input when an error says the rest would fail: a 401, or a batch's brake.
+
+    Said on screen once, with what to check; the exit status is the halt's.
+    """
+    if tally.halt is not None or error is None:
+        return
+    if isinstance(error, AuthenticationError):
+        halt = Halt(AUTHENTICATION_FAILED, ExitStatus.USAGE)
+    elif error.brake is None:
+        return
+    elif isinstance(error, APIConnectError):
+        why = failure_reason(error).removeprefix("cannot connect: ")
+        halt = Halt(
+            f"cannot connect to {base_url} ({why}): check the base URL "
+            "(--base-url or VOBIZ_BASE_URL), DNS, and any proxy or VPN",
+            ExitStatus.USAGE,
         )
+    else:
+        halt = Halt(f"the batch stopped: {error.brake}", ExitStatus.FAILED)
+    tally.halt = halt
+    tally.end = RunEnd.HALTED
+    err.print(
+        f"[red]vobiz-async: {escape(halt.reason)}[/red]; "
+        "targets not sent yet are counted as not attempted",
+        highlight=False,
+    )
 
 
 class _BatchEvents(logging.Handler):

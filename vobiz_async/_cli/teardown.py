@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shlex
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,7 +24,7 @@ from rich.console import Console
 
 from .._checks import check_identifier
 from .._client import AsyncVobiz
-from .._discovery import StreamListing
+from .._discovery import ListStreams, StreamListing
 from .._exceptions import InvalidTargetError, VobizError
 from .._models import Outcome, StopResult
 from .._targets import AllStreams, Recording, Stream, Target
@@ -31,10 +32,18 @@ from .config import ConfigurationProblem, client_factory
 from .display import consoles, print_summary, progress_display
 from .exits import CommandError
 from .input import BadRow, InputError, decoded_lines, read_rows
-from .nextstep import next_step
+from .nextstep import NextStep, next_step, sending_arguments
 from .options import TeardownOptions, with_options
-from .report import Reporter, load_resume, open_report, plan_report, report_key, target_fields
-from .run import EXIT_FAILED, EXIT_OK, exit_status, interrupted_by_signals
+from .report import (
+    Reporter,
+    ReportPlan,
+    load_resume,
+    open_report,
+    plan_report,
+    report_key,
+    target_fields,
+)
+from .run import EXIT_FAILED, EXIT_OK, exit_status, halt_on, interrupted_by_signals
 from .source import ThreadedReader, read_chunks, split_lines
 from .tally import InputState, RunEnd, Tally
 
@@ -66,6 +75,15 @@ class TeardownTally(Tally):
     examples: dict[str, list[str]] = attrs.Factory(dict)
     #: Whether each call's streams were listed (--streams-to), not stopped all at once.
     listing: bool = False
+    #: The live-call list failed part way: the calls after it were never found.
+    live_list_failed: bool = False
+
+    @property
+    def unlisted(self) -> bool:
+        """
+        True when a listing failed: only the teardown, run again, can finish the job.
+        """
+        return self.live_list_failed or self.listing_failed > 0
 
     def as_json(self) -> dict[str, Any]:
         """
@@ -103,6 +121,8 @@ class Census:
         self.tally = tally
         self.reporter = reporter
         self.finished = finished
+        #: The client's base URL, for what a connection brake says.
+        self.base_url = ""
         # service_url of the first matched streams, for the dry run's examples.
         self._urls: dict[Target, str] = {}
 
@@ -166,13 +186,18 @@ class Census:
         A result: a stop's, or a call's whose streams could not be listed.
         """
         if self.options.streams_to is not None and isinstance(result.target, AllStreams):
-            # With --streams-to no AllStreams is ever sent: this is a listing that failed.
+            # With --streams-to no AllStreams is ever sent: this is a listing that
+            # failed, and it is reported as one. As a failed all_streams stop,
+            # retry-failed would stop every stream on the call, matching or not.
             self.tally.calls += 1
             if result.outcome is Outcome.NOT_FOUND:
                 self.tally.listing_ended += 1
             else:
                 self.tally.listing_failed += 1
-        self.reporter.result(result)
+            self.reporter.result(result, kind=ListStreams.kind)
+        else:
+            self.reporter.result(result)
+        halt_on(result.error, self.tally, base_url=self.base_url, err=self.reporter.err)
 
 
 # -- where the calls come from ---------------------------------------------------------
@@ -265,6 +290,8 @@ async def _calls_of(
 ) -> AsyncIterator[str]:
     try:
         async for item in reader.items():
+            if tally.halt is not None:
+                return  # a 401 or a brake: the rest would fail unsent
             if isinstance(item, BadRow):
                 on_bad_row(item)
             else:
@@ -294,14 +321,15 @@ def teardown(options: TeardownOptions, calls: tuple[str, ...]) -> NoReturn:
     lists what would stop and stops nothing.
     """
     inputs = call_inputs(calls, live=options.live)
-    make_client: Callable[[], AsyncVobiz] | None = None
-    # A dry run on calls given, with every stream going, needs no listing: nor the API.
-    if not (options.dry_run and inputs is not None and options.streams_to is None):
-        try:
-            # Checked now, so missing credentials fail before any file is read.
-            make_client = client_factory(options)
-        except ConfigurationProblem as exc:
-            raise CommandError(str(exc)) from None
+    try:
+        # Checked now, dry run included (what the real run would refuse, it
+        # says), so that missing credentials fail before any file is read.
+        make_client: Callable[[], AsyncVobiz] | None = client_factory(options)
+    except ConfigurationProblem as exc:
+        raise CommandError(str(exc)) from None
+    # A dry run on calls given, with every stream going, needs no listing: it sends nothing.
+    if options.dry_run and inputs is not None and options.streams_to is None:
+        make_client = None
     sys.exit(asyncio.run(run_teardown(inputs, options, make_client)))
 
 
@@ -348,7 +376,11 @@ async def run_teardown(
         print_plan(tally, options, out, err)
         return EXIT_OK if not (tally.failed or tally.bad_rows) else EXIT_FAILED
     kept = plan if plan.path.exists() else None
-    step = next_step(tally, command="teardown", source=None, options=options, report=kept)
+    if (tally.unlisted or tally.halt is not None) and kept is not None:
+        # Calls never read or listed: only the teardown itself finds them again.
+        step: NextStep | None = teardown_again(inputs, options, kept, tally)
+    else:
+        step = next_step(tally, command="teardown", source=None, options=options, report=kept)
     report_name = kept.name if kept is not None else None
     print_summary(tally, options, out, err, report=report_name, next_step=step)
     if not options.quiet:
@@ -371,6 +403,7 @@ async def _run(
             tally, err, quiet=options.quiet or options.dry_run, attempt_timeout=options.timeout
         ),
     ):
+        census.base_url = vobiz.base_url
         results = vobiz.iter_teardown(
             calls,
             streams_to=options.streams_to,
@@ -389,6 +422,7 @@ async def _run(
         except VobizError as exc:
             # The live-call list could not be read: everything found before it was stopped.
             tally.failed += 1
+            tally.live_list_failed = True
             census.reporter.write(
                 {
                     **target_fields(AllStreams("")),
@@ -402,6 +436,39 @@ async def _run(
                 }
             )
             err.print(f"[red]could not list the live calls:[/red] {exc}", highlight=False)
+            halt_on(exc, tally, base_url=census.base_url, err=err)
+
+
+def teardown_again(
+    inputs: list[CallFile | str] | None,
+    options: TeardownOptions,
+    report: ReportPlan,
+    tally: TeardownTally,
+) -> NextStep:
+    """
+    The next step when a listing failed: the same teardown with --resume, which lists again.
+
+    Never retry-failed: a listing that failed found nothing to stop, and
+    stopping "every stream on the call" instead would stop the streams
+    --streams-to left alone.
+    """
+    fix_first = "once that is fixed, " if tally.halt is not None else ""
+    why = f"{fix_first}to list again what could not be listed and stop what it finds"
+    what: list[str] = ["--live"] if inputs is None else []
+    for item in inputs or []:
+        if isinstance(item, str):
+            what.append(item)
+        else:
+            what.append("-" if item.path is None else str(item.path))
+    selection = [] if options.streams_to is None else ["--streams-to", options.streams_to]
+    if options.no_recordings:
+        selection.append("--no-recordings")
+    argv = ("teardown", *what, *selection, *sending_arguments(options), "--resume", report.name)
+    why += " (what the report shows done is skipped)"
+    if "-" in what:
+        shown = "<the same input> | vobiz-async " + shlex.join(argv)
+        return NextStep(why + ", fed the same input again", None, shown)
+    return NextStep(why, argv)
 
 
 def _listed_text(tally: TeardownTally, options: TeardownOptions) -> str:
