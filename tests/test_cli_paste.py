@@ -290,3 +290,35 @@ async def test_an_input_with_no_targets_is_an_error(
     assert "no targets" in run.stderr
     for never in NEVER_SHOWN:
         assert never not in run.stderr
+
+
+@pytest.mark.parametrize("where", ["file", "stdin"])
+async def test_an_over_long_line_is_that_rows_failure(
+    served: tuple[FakeVobiz, str], tmp_path: Path, where: str
+) -> None:
+    """
+    A 200,000-character line (a paste gone wrong) is one bad row, named by its line.
+
+    It used to be "unexpected error (a bug...)" from a file, and from standard
+    input a TaskGroup traceback with the rows before it applied and unreported.
+    """
+    fake, base_url = served
+    rows = ["c-1", "x" * 200_000, "c-2"]
+    report = tmp_path / "r.jsonl"
+    if where == "file":
+        args: list[str | Path] = [written(tmp_path / "calls.txt", rows)]
+        stdin = None
+    else:
+        args, stdin = ["-"], "".join(f"{row}\n" for row in rows).encode()
+    run = await vobiz_async(
+        "stop-all-streams", *args, "--report", report, env=cli_env(fake, base_url),
+        stdin=stdin, cwd=tmp_path,
+    )  # fmt: skip
+
+    assert run.status == 1, run
+    assert "Traceback" not in run.stderr
+    assert "line 2: not a CSV row" in run.stderr
+    assert fake.times_stopped(AllStreams("c-1")) == 1
+    assert fake.times_stopped(AllStreams("c-2")) == 1
+    outcomes = sorted(str(line["outcome"]) for line in report_lines(report))
+    assert outcomes == ["failed", "stopped", "stopped"]

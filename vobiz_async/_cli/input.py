@@ -272,7 +272,16 @@ def _jsonl_records(columns: Columns, lines: Iterable[str]) -> Iterator[Record]:
 def _csv_records(columns: Columns, lines: Iterable[str]) -> Iterator[Record]:
     reader = csv.reader(lines)
     header: list[str] | None = None
-    for record in reader:
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # A line the csv module refuses (a field over its 128 KiB limit) is
+            # that row's failure; the reader goes on with the next line.
+            yield reader.line_num, f"not a CSV row: {exc}"
+            continue
         if not any(cell.strip() for cell in record):
             continue
         if header is None:
