@@ -21,7 +21,7 @@ from vobiz_async._cli.commands import cli
 from vobiz_async._cli.options import TeardownOptions
 from vobiz_async.testing import FakeVobiz, Faults
 
-from .clirun import SCRIPT, cli_env, report_lines, through_a_silent_pipe, vobiz_async
+from .clirun import SCRIPT, cli_env, report_lines, through_a_silent_pipe, vobiz_async, written
 from .conftest import REPORT_COLUMNS
 
 BOT_3 = "wss://bot-3.example.com/"
@@ -527,3 +527,44 @@ async def test_a_wrong_base_url_stops_early_saying_why(tmp_path: Path) -> None:
     assert run.status == 2, run
     assert "cannot connect" in run.stderr
     assert "check the base URL" in run.stderr
+
+
+async def test_duplicate_calls_are_torn_down_once_and_an_empty_input_is_an_error(
+    live: tuple[FakeVobiz, str, list[str]], tmp_path: Path
+) -> None:
+    """
+    A call pasted twice is sent once and counted; a file with no call is exit 2.
+
+    Both used to pass silently: the duplicate's stops went out twice, and an
+    empty or header-only file "tore down 0 calls" with exit 0.
+    """
+    fake, base_url, _ = live
+    env = cli_env(fake, base_url)
+    calls = written(tmp_path / "calls.txt", ["call-0", "call-1", "call-0"])
+    run = await vobiz_async("teardown", calls, "--json", env=env, cwd=tmp_path)
+
+    assert run.status == 0, run
+    assert run.summary["duplicates"] == 1
+    assert deletes(fake)[AllStreams("call-0")] == 1
+    for empty in ([], ["call_uuid"]):
+        path = written(tmp_path / f"empty-{len(empty)}.csv", empty)
+        refused = await vobiz_async("teardown", path, env=env, cwd=tmp_path)
+        assert refused.status == 2, refused
+        assert "no calls in the input" in refused.stderr
+
+
+async def test_a_report_naming_the_input_is_refused(
+    live: tuple[FakeVobiz, str, list[str]], tmp_path: Path
+) -> None:
+    """--report calls.csv --append on calls.csv: refused, exit 2, the input intact, nothing sent."""
+    fake, base_url, _ = live
+    calls = written(tmp_path / "calls.csv", ["call-0"], header="call_uuid")
+    before = calls.read_bytes()
+    run = await vobiz_async(
+        "teardown", calls, "--report", calls, "--append", env=cli_env(fake, base_url)
+    )
+
+    assert run.status == 2, run
+    assert "is the input file" in run.stderr
+    assert calls.read_bytes() == before
+    assert not fake.requests

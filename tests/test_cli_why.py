@@ -182,7 +182,9 @@ async def test_missing_credentials_name_variables_not_keyword_arguments(tmp_path
     assert "auth_token=" not in run.stderr
 
 
-@pytest.mark.parametrize("command", ["stop-streams", "stop-all-streams", "stop-recordings"])
+@pytest.mark.parametrize(
+    "command", ["stop-streams", "stop-all-streams", "stop-recordings", "teardown"]
+)
 async def test_each_help_says_formats_environment_exit_codes_and_an_example(command: str) -> None:
     """--help is enough at 3 a.m.: what input, which variables, what each exit status means."""
     run = await vobiz_async(command, "--help", env=cli_env(None, None, COLUMNS="80"))

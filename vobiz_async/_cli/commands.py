@@ -22,7 +22,7 @@ from .._targets import AllStreams, Recording, Stream, Target
 from .config import ConfigurationProblem, client_factory
 from .demo import run_demo
 from .display import consoles
-from .exits import EXIT_STATUS_HELP, CommandError, ExitStatus
+from .exits import ENVIRONMENT_HELP, EXIT_STATUS_HELP, CommandError, ExitStatus
 from .input import columns_of
 from .options import DemoOptions, Options, RetryOptions, with_options
 from .report import pending_rows
@@ -33,13 +33,6 @@ from .teardown import teardown
 __all__ = ["cli", "configured", "stop_from_input"]
 
 INPUTS = click.argument("inputs", nargs=-1, metavar="FILE | - | ID...")
-
-ENVIRONMENT_HELP = (
-    "\b\nEnvironment:\n"
-    "  VOBIZ_AUTH_ID, VOBIZ_AUTH_TOKEN  the credentials (required; never given\n"
-    "                                   as options, to stay out of shell history)\n"
-    "  VOBIZ_BASE_URL                   the API base URL (or --base-url)"
-)
 
 
 def stop_help(command: str, target_type: type[Target], example: str) -> str:
@@ -199,7 +192,14 @@ def retry_failed(options: RetryOptions, report: Path) -> None:
 cli.add_command(teardown)
 
 
-@cli.command()
+@cli.command(
+    epilog="\b\nExit status:\n"
+    "  0    every target stopped or found already gone, none stopped twice\n"
+    "       (with --teardown: and nothing left running on the fake)\n"
+    "  1    otherwise: the summary says what\n"
+    "  130  interrupted (Ctrl-C)\n\n"
+    "\b\nExample:\n  vobiz-async demo --teardown --count 300"
+)
 @with_options(DemoOptions)
 def demo(options: DemoOptions) -> None:
     """

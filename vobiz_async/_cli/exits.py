@@ -31,6 +31,13 @@ class ExitStatus(enum.IntEnum):
 
 
 #: The exit status table, as each command's --help prints it.
+ENVIRONMENT_HELP = (
+    "\b\nEnvironment:\n"
+    "  VOBIZ_AUTH_ID, VOBIZ_AUTH_TOKEN  the credentials (required; never given\n"
+    "                                   as options, to stay out of shell history)\n"
+    "  VOBIZ_BASE_URL                   the API base URL (or --base-url)"
+)
+
 EXIT_STATUS_HELP = (
     "\b\nExit status:\n"
     "  0    every target stopped or not found\n"

@@ -156,7 +156,8 @@ class DemoOptions:
         metadata=click_option(
             type=click.IntRange(min=1),
             show_default=True,
-            help="Streams to tear down (plus one recording stop per ten calls).",
+            help="Streams to tear down (plus one recording stop per ten calls); "
+            "with --teardown, live calls (one to three streams and a recording each).",
         ),
     )
     concurrency: int = attrs.field(default=100, metadata=CONCURRENCY)

@@ -30,7 +30,7 @@ from .._models import Outcome, StopResult
 from .._targets import AllStreams, Recording, Stream, Target
 from .config import ConfigurationProblem, client_factory
 from .display import consoles, print_summary, progress_display
-from .exits import CommandError
+from .exits import ENVIRONMENT_HELP, EXIT_STATUS_HELP, CommandError
 from .input import BadRow, InputError, decoded_lines, read_rows
 from .nextstep import NextStep, next_step, sending_arguments
 from .options import TeardownOptions, with_options
@@ -247,7 +247,7 @@ def call_inputs(arguments: tuple[str, ...], *, live: bool) -> list[CallFile | st
 
 @contextlib.contextmanager
 def read_calls(
-    inputs: list[CallFile | str], on_bad_row: Callable[[BadRow], None], tally: Tally
+    inputs: list[CallFile | str], reporter: Reporter, tally: Tally
 ) -> Iterator[AsyncIterator[str]]:
     """
     The call UUIDs of ``inputs``, read in a thread as they come; files open until the block ends.
@@ -282,19 +282,24 @@ def read_calls(
                 for row in read_rows(CALL_ROWS, lines):
                     yield row if isinstance(row, BadRow) else row.target.call_uuid
 
-        yield _calls_of(ThreadedReader(produce), on_bad_row, tally)
+        yield _calls_of(ThreadedReader(produce), reporter, tally)
 
 
 async def _calls_of(
-    reader: ThreadedReader[str | BadRow], on_bad_row: Callable[[BadRow], None], tally: Tally
+    reader: ThreadedReader[str | BadRow], reporter: Reporter, tally: Tally
 ) -> AsyncIterator[str]:
+    seen: set[str] = set()  # as the stop commands: a call pasted twice is torn down once
     try:
         async for item in reader.items():
             if tally.halt is not None:
                 return  # a 401 or a brake: the rest would fail unsent
+            tally.read += 1
             if isinstance(item, BadRow):
-                on_bad_row(item)
+                reporter.bad_row(item)
+            elif item in seen:
+                reporter.duplicate()
             else:
+                seen.add(item)
                 yield item
     except InputError as exc:
         # The input broke off: what came before it is torn down and reported.
@@ -305,7 +310,31 @@ async def _calls_of(
 # -- the command ------------------------------------------------------------------------
 
 
-@click.command("teardown")
+TEARDOWN_HELP = "\n\n".join(
+    [
+        "\b\nCalls:\n"
+        "  --live  every live call on the account, read a page at a time.\n"
+        "  FILE    CSV with a call_uuid column (any case), or one call UUID per\n"
+        '          line with no header; or JSON Lines, {"call_uuid": "..."}.\n'
+        "          UTF-8 (a BOM is fine). Duplicates are torn down once.\n"
+        "  -       the same, from standard input, read as it arrives.\n"
+        "  ID      call UUIDs as arguments.",
+        "Report: one JSON line per stop, and one per call listed. An existing "
+        "report is never overwritten (--resume it, or --append to it). Without "
+        "--report, a new vobiz-async-teardown-TIME.jsonl in the current directory; "
+        "the summary names it and prints the command that finishes the job (the "
+        "teardown again with --resume when a listing failed).",
+        ENVIRONMENT_HELP,
+        EXIT_STATUS_HELP,
+        "\b\nExamples:\n"
+        "  vobiz-async teardown --live --dry-run\n"
+        "  vobiz-async teardown --live --streams-to wss://bot-3.example.com/ \\\n"
+        "      --no-recordings --report incident-42.jsonl",
+    ]
+)
+
+
+@click.command("teardown", epilog=TEARDOWN_HELP)
 @click.argument("calls", nargs=-1, metavar="[FILE | - | CALL_UUID]...")
 @with_options(TeardownOptions)
 def teardown(options: TeardownOptions, calls: tuple[str, ...]) -> NoReturn:
@@ -347,14 +376,19 @@ async def run_teardown(
     out, err = consoles()
     finished = load_resume(options.resume, err) if options.resume else set()
     tally = TeardownTally(listing=options.streams_to is not None)
-    # Never truncated; kept by every real run (a new file when --report names none).
-    plan = plan_report(
-        report=options.report,
-        resume=options.resume,
-        append=options.append,
-        command="teardown",
-        input_path=None,
-    )
+    # Never truncated; kept by every real run (a new file when --report names none);
+    # never one of the input files.
+    files: list[Path | None] = [
+        item.path for item in inputs or [] if isinstance(item, CallFile) and item.path
+    ]
+    for input_path in files or [None]:
+        plan = plan_report(
+            report=options.report,
+            resume=options.resume,
+            append=options.append,
+            command="teardown",
+            input_path=input_path,
+        )
     with open_report(plan, dry_run=options.dry_run) as report:
         if plan.chosen and report is not None and not options.quiet:
             err.print(f"report: {plan.name}", highlight=False)
@@ -363,15 +397,24 @@ async def run_teardown(
         with contextlib.ExitStack() as stack:
             calls: AsyncIterator[str] | None = None
             if inputs is not None:
-                calls = stack.enter_context(read_calls(inputs, reporter.bad_row, tally))
+                calls = stack.enter_context(read_calls(inputs, reporter, tally))
             if make_client is None:
                 assert calls is not None
                 async for call in calls:
                     census.skip(AllStreams(call))
                     if not options.no_recordings:
                         census.skip(Recording(call))
+                if tally.input_error is None:
+                    tally.input = InputState.COMPLETE
             else:
                 await _run(calls, options, make_client, census, err)
+    if (
+        inputs is not None
+        and tally.read == 0
+        and tally.input is InputState.COMPLETE
+        and tally.input_error is None
+    ):
+        raise CommandError("no calls in the input: it is empty, or holds only a header")
     if options.dry_run:
         print_plan(tally, options, out, err)
         return EXIT_OK if not (tally.failed or tally.bad_rows) else EXIT_FAILED
@@ -499,6 +542,7 @@ def print_plan(tally: TeardownTally, options: TeardownOptions, out: Console, err
         "would_send": tally.planned,
         "by_kind": dict(tally.by_kind),
         "bad_rows": tally.bad_rows,
+        "duplicates": tally.duplicates,
         "skipped": tally.skipped,
         "examples": tally.examples,
     }
@@ -514,6 +558,8 @@ def print_plan(tally: TeardownTally, options: TeardownOptions, out: Console, err
         f"  {_listed_text(tally, options)}",
         f"  would send {tally.planned} stop requests ({kinds})",
     ]
+    if tally.duplicates:
+        lines.append(f"  {tally.duplicates} duplicate calls skipped: each is torn down once")
     if tally.skipped:
         lines.append(f"  {tally.skipped} skipped: done per --resume")
     if tally.bad_rows:
