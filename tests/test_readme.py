@@ -242,3 +242,61 @@ async def test_on_attempt_example_counts_requests_and_retries(
         ("increment", "vobiz.retry", ["reason:429"]),
         ("timing", "vobiz.request", ["kind:stream"]),
     ]
+
+
+async def test_start_from_what_is_running_runs_as_written_in_order(tmp_path: Path) -> None:
+    """
+    "Start from what is running", run as written, in order, against the fake: every step exit 0.
+
+    The dry runs send no DELETE; --streams-to stops bot-3's streams and nothing
+    else; the teardown of everything then stops the rest, --resume has nothing
+    left to send, and the last dry run finds no stream to bot-3 still running.
+    (It used to say "it should find nothing left", which it never could:
+    teardown does not end calls.)
+    """
+    export, *steps = [
+        line.removeprefix("$ ")
+        for line in console_block("### Start from what is running").splitlines()
+        if line.startswith("$ ")
+    ]
+    assert export.startswith("export VOBIZ_AUTH_ID=")
+    fake = FakeVobiz(auth_id="MA_XXXXXX", auth_token="...", page_limit=3)
+    calls = [f"4d7e9c21-3333-4c1e-9a7f-{i:012d}" for i in range(5)]
+    for i, call in enumerate(calls):
+        fake.add_call(
+            call,
+            streams={f"s-{i}-{j}": f"wss://bot-{j}.example.com/media" for j in range(5)},
+            recordings=[f"https://rec/{i}"],
+        )
+    (tmp_path / "calls.csv").write_text("call_uuid\n" + "".join(f"{c}\n" for c in calls))
+    statuses, said_by_step = [], []
+    async with fake.serve() as base_url:
+        env = cli_env(None, base_url)
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        for command in steps:
+            deletes_before = sum(1 for r in fake.requests if r.method == "DELETE")
+            proc = await asyncio.create_subprocess_exec(
+                "bash", "-c", f"{export}\n{command}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=env, cwd=tmp_path,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+            said = (out + err).decode()
+            assert "Traceback" not in said, said
+            statuses.append(proc.returncode)
+            sent = sum(1 for r in fake.requests if r.method == "DELETE") - deletes_before
+            said_by_step.append((command, said, sent))
+            if "--streams-to" in command and "--report" in command:
+                for i, call in enumerate(calls):
+                    assert fake.active_streams(call) == {f"s-{i}-{j}" for j in (0, 1, 2, 4)}
+
+    assert statuses == [0] * len(steps), said_by_step
+    for command, said, sent in said_by_step:
+        if "--dry-run" in command or "--resume" in command:
+            assert sent == 0, (command, said)
+    last_check = said_by_step[-2]
+    assert "--dry-run" in last_check[0], last_check
+    assert "0 running to wss://bot-3.example.com/" in last_check[1], last_check
+    assert all(not fake.active_streams(call) for call in calls)
+    assert all(not fake.active_recordings(call) for call in calls)
+    assert fake.stopped_more_than_once() == {}
