@@ -206,3 +206,28 @@ async def test_each_help_says_formats_environment_exit_codes_and_an_example(comm
     ):
         assert said in text, said
     assert max(len(line) for line in run.stdout.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("command", ["stop-all-streams", "teardown"])
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real", "dry-run"])
+async def test_a_ca_bundle_that_is_not_one_is_refused_before_anything_is_sent(
+    served: tuple[FakeVobiz, str], tmp_path: Path, command: str, dry_run: bool
+) -> None:
+    """
+    --ca-bundle naming a file with no certificate: exit 2 at once, naming the option.
+
+    It used to fail every target with "ConfigurationError ... verify=bad.pem"
+    (a Python keyword), exit 1, and print a retry command repeating the bad
+    bundle; the dry run said nothing and exited 0.
+    """
+    fake, base_url = served
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    args = [command, "c-1", "c-2", "--ca-bundle", bad, *(["--dry-run"] if dry_run else [])]
+    run = await vobiz_async(*args, env=cli_env(fake, base_url), cwd=tmp_path)
+
+    assert run.status == 2, run
+    assert f"--ca-bundle {bad}" in run.stderr
+    assert "verify=" not in run.stderr
+    assert "retry-failed" not in run.stdout + run.stderr
+    assert fake.request_count == 0

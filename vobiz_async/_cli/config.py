@@ -15,6 +15,7 @@ from .._checks import check_identifier
 from .._client import AsyncVobiz
 from .._config import DEFAULT_MAX_CONNECTIONS, Settings, check_base_url
 from .._exceptions import ConfigurationError, InvalidTargetError
+from .._network import CABundle, ssl_context
 from .._retry import RetryPolicy
 from .options import Options
 
@@ -66,7 +67,7 @@ def client_factory(options: Options) -> Callable[[], AsyncVobiz]:
     verify = str(options.ca_bundle) if options.ca_bundle is not None else True
     try:
         # Everything else the client checks (the proxy, the CAs), without opening anything.
-        Settings.resolve(
+        settings = Settings.resolve(
             auth_id,
             auth_token,
             base_url=base_url,
@@ -76,8 +77,14 @@ def client_factory(options: Options) -> Callable[[], AsyncVobiz]:
             proxy=options.proxy,
             verify=verify,
         )
+        trust = settings.network.trust if settings.network is not None else None
+        if isinstance(trust, CABundle):
+            # Loaded now (the client keeps it for its first request), so that a
+            # file that is not a CA bundle is said before anything is sent,
+            # dry run included, rather than as every target's failure.
+            ssl_context(trust)
     except ConfigurationError as exc:
-        message = str(exc).replace("proxy=", "--proxy").replace("verify=", "--ca-bundle")
+        message = str(exc).replace("proxy=", "--proxy ").replace("verify=", "--ca-bundle ")
         raise ConfigurationProblem(message) from None
 
     def make_client() -> AsyncVobiz:
