@@ -223,7 +223,8 @@ async def test_a_ca_bundle_that_is_not_one_is_refused_before_anything_is_sent(
     fake, base_url = served
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate\n")
-    args = [command, "c-1", "c-2", "--ca-bundle", bad, *(["--dry-run"] if dry_run else [])]
+    args: list[str | Path] = [command, "c-1", "c-2", "--ca-bundle", bad]
+    args += ["--dry-run"] if dry_run else []
     run = await vobiz_async(*args, env=cli_env(fake, base_url), cwd=tmp_path)
 
     assert run.status == 2, run
