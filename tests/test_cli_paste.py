@@ -322,3 +322,28 @@ async def test_an_over_long_line_is_that_rows_failure(
     assert fake.times_stopped(AllStreams("c-2")) == 1
     outcomes = sorted(str(line["outcome"]) for line in report_lines(report))
     assert outcomes == ["failed", "stopped", "stopped"]
+
+
+async def test_a_key_given_twice_in_two_spellings_is_that_rows_failure(
+    served: tuple[FakeVobiz, str], tmp_path: Path
+) -> None:
+    """
+    {"Call_UUID": "j1", "call_uuid": "j9"}: which call is meant? A bad row, not a guess.
+
+    It used to send j9 without a word. The same value twice is no conflict.
+    """
+    fake, base_url = served
+    rows = [
+        json.dumps({"Call_UUID": "j1", "call_uuid": "j9"}),
+        json.dumps({"CALL_UUID": "j2", "call_uuid": "j2"}),
+    ]
+    run = await vobiz_async(
+        "stop-all-streams", written(tmp_path / "calls.jsonl", rows),
+        env=cli_env(fake, base_url), cwd=tmp_path,
+    )  # fmt: skip
+
+    assert run.status == 1, run
+    assert "line 1: the key call_uuid is given twice" in run.stderr
+    assert fake.times_stopped(AllStreams("j9")) == 0
+    assert fake.times_stopped(AllStreams("j1")) == 0
+    assert fake.times_stopped(AllStreams("j2")) == 1

@@ -258,8 +258,19 @@ def _jsonl_records(columns: Columns, lines: Iterable[str]) -> Iterator[Record]:
         if not isinstance(fields, dict):
             yield number, "a JSON Lines row must be an object"
             continue
-        # Keys are matched as CSV headers are: "Call_UUID" is call_uuid.
-        fields = {normalized(key): value for key, value in fields.items()}
+        # Keys are matched as CSV headers are: "Call_UUID" is call_uuid. Two
+        # spellings of one key that disagree leave no way to tell which is meant.
+        normal: dict[str, Any] = {}
+        clash = None
+        for key, value in fields.items():
+            name = normalized(key)
+            if name in normal and normal[name] != value:
+                clash = name
+            normal[name] = value
+        if clash is not None:
+            yield number, f"the key {clash} is given twice, in two spellings, with two values"
+            continue
+        fields = normal
         if first and KNOWN_COLUMNS.isdisjoint(fields):
             raise InputError(
                 f"line {number}: the JSON object has none of the keys this command reads "
