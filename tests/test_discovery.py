@@ -4,6 +4,7 @@ live_calls() and list_streams(): the wire format, both paging envelopes, hostile
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import json
@@ -201,13 +202,24 @@ def test_stream_info_pickles_and_copies_by_value() -> None:
 # -- paging, against the fake ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("wire", ["transport", "socket"])
 @pytest.mark.parametrize("paging", ["meta", "page"])
-async def test_every_page_is_read_in_both_envelopes(paging: str) -> None:
-    """Eight streams at three a page: three requests, every stream once, in order."""
+async def test_every_page_is_read_in_both_envelopes(paging: str, wire: str) -> None:
+    """
+    Eight streams at three a page: three requests, every stream once, in order.
+
+    In process, and on a loopback socket through the default transport.
+    """
     fake = FakeVobiz(paging=paging, page_limit=3)  # type: ignore[arg-type]
     ids = [f"s-{i}" for i in range(8)]
     fake.add_call("call-1", streams=ids)
-    async with AsyncVobiz(fake.auth_id, fake.auth_token, transport=fake.transport()) as vobiz:
+    async with contextlib.AsyncExitStack() as stack:
+        if wire == "socket":
+            base_url = await stack.enter_async_context(fake.serve())
+            vobiz = AsyncVobiz(fake.auth_id, fake.auth_token, base_url=base_url)
+        else:
+            vobiz = AsyncVobiz(fake.auth_id, fake.auth_token, transport=fake.transport())
+        await stack.enter_async_context(vobiz)
         listed = await collect(vobiz.list_streams("call-1"))
 
     assert [info.stream_id for info in listed] == ids
