@@ -7,6 +7,7 @@ Each test runs the installed console script against a fake Vobiz on loopback.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 from collections.abc import AsyncIterator
@@ -232,3 +233,80 @@ async def test_a_ca_bundle_that_is_not_one_is_refused_before_anything_is_sent(
     assert "verify=" not in run.stderr
     assert "retry-failed" not in run.stdout + run.stderr
     assert fake.request_count == 0
+
+
+async def test_ctrl_c_under_rate_counts_queued_targets_as_not_attempted(tmp_path: Path) -> None:
+    """
+    Targets waiting for --rate's pacing at Ctrl-C were never sent: not attempted, no report line.
+
+    Only a request handed to the transport is "in flight, may have been
+    applied". The fake answers at once, so at most the request sent last can
+    be unanswered; the other 50-odd queued by --concurrency are not attempted.
+    """
+    fake = FakeVobiz(open_world=True)
+    calls = written(tmp_path / "calls.txt", CALLS[:60], header="call_uuid")
+    report = tmp_path / "r.jsonl"
+    async with fake.serve() as base_url:
+        proc = await asyncio.create_subprocess_exec(
+            SCRIPT,
+            "stop-all-streams",
+            str(calls),
+            "--rate",
+            "2",
+            "--report",
+            str(report),
+            "--json",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(fake, base_url),
+        )
+        await asyncio.wait_for(fake.wait_for_requests(3), timeout=60)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        sent = fake.request_count
+    assert proc.returncode == 130, err.decode()
+    summary = json.loads(out)
+    assert summary["interrupted_in_flight"] <= 1, summary
+    assert summary["stopped"] + summary["interrupted_in_flight"] == sent, summary
+    assert summary["not_attempted"] == 60 - sent, summary
+    outcomes = [line["outcome"] for line in report_lines(report)]
+    assert len(outcomes) == sent
+    for never in NEVER_SHOWN:
+        assert never not in err.decode()
+
+
+async def test_targets_paced_by_rate_are_not_shown_as_unanswered(tmp_path: Path) -> None:
+    """
+    With --rate 0.2 and a server answering at once, progress never says "no answer".
+
+    Targets waiting for the pacing have sent nothing: they are not requests
+    in flight. The second progress line (4 s in) is read, then Ctrl-C.
+    """
+    fake = FakeVobiz(open_world=True)
+    calls = written(tmp_path / "calls.txt", CALLS[:5], header="call_uuid")
+    async with fake.serve() as base_url:
+        proc = await asyncio.create_subprocess_exec(
+            SCRIPT,
+            "stop-all-streams",
+            str(calls),
+            "--rate",
+            "0.2",
+            "--report",
+            str(tmp_path / "r.jsonl"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(fake, base_url),
+        )
+        assert proc.stderr is not None
+        progress: list[str] = []
+        async with asyncio.timeout(60):
+            while len(progress) < 2:
+                line = (await proc.stderr.readline()).decode()
+                assert line, progress
+                if line.startswith("progress:"):
+                    progress.append(line)
+        proc.send_signal(signal.SIGINT)
+        _, rest = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 130, rest.decode()
+    assert not [line for line in progress if "no answer" in line], progress
+    assert "in flight" not in "".join(progress)

@@ -16,6 +16,7 @@ from ._bulk import (
     Calls,
     ListingHook,
     ResultHook,
+    SentHook,
     Skip,
     StopResultStream,
     StreamsTo,
@@ -353,12 +354,17 @@ class AsyncVobiz:
         on_result: ResultHook | None = None,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        on_sent: SentHook | None = None,
     ) -> StopResultStream:
         """
         Like stop_many(), yielding results as they complete and holding none of them.
 
         ``async with vobiz.iter_stop_many(targets) as results:`` cancels what is
         still in flight when the block is left, however it is left.
+        ``on_sent`` (a plain function) is called with each target when its
+        first request is handed to the transport: from then on the stop may
+        have been applied. A target still waiting in the client (``rate_limit``,
+        a free worker or connection) has not been sent.
         """
         limits = self._session.limits_for(timeout=timeout, retry=retry)
         return iter_stop_many(
@@ -368,6 +374,7 @@ class AsyncVobiz:
             rate_limit=rate_limit,
             on_result=on_result,
             limits=limits,
+            on_sent=on_sent,
         )
 
     # -- discovery --------------------------------------------------------------------

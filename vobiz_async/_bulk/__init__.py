@@ -7,6 +7,7 @@ completes. ``teardown`` turns calls into listings and stops for the engine.
 ``brakes`` holds the batch-wide pacing and brakes.
 """
 
+from .announce import SentHook
 from .collect import stop_many
 from .engine import ResultHook
 from .stream import StopResultStream, iter_stop_many
@@ -16,6 +17,7 @@ __all__ = [
     "Calls",
     "ListingHook",
     "ResultHook",
+    "SentHook",
     "Skip",
     "StopResultStream",
     "StreamsTo",

@@ -33,6 +33,7 @@ from .._models import StopResult
 from .._retry import Gate
 from .._session import Session
 from .._targets import Target
+from .announce import Announcing, SentHook
 from .gate import BatchGate
 
 __all__ = [
@@ -207,9 +208,13 @@ async def fan_out(
     emit: Emit,
     limits: CallLimits,
     name: str,
+    on_sent: SentHook | None = None,
 ) -> None:
     """
     Stop every target with ``concurrency`` workers; each result to ``on_result``, then ``emit``.
+
+    ``on_sent`` hears of each target when its first request is handed to the
+    transport, not before (a target waiting for the rate limit is not sent).
 
     Discoveries in the input run on the same workers and gate. If one raises
     a VobizError, the rest of the batch still runs, and then it is raised.
@@ -229,7 +234,8 @@ async def fan_out(
     async def one(target: Target) -> StopResult:
         unsent = gate.brakes.stopped(sent=False)
         if unsent is None:
-            return await session.stop(target, gate=gate, limits=limits)
+            paced = gate if on_sent is None else Announcing(gate, target, on_sent)
+            return await session.stop(target, gate=paced, limits=limits)
         return session.refuse(target, unsent)
 
     pool = session.lease_pool()

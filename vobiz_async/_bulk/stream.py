@@ -14,6 +14,7 @@ from typing import Self
 from .._config import CallLimits
 from .._models import StopResult
 from .._session import Session
+from .announce import SentHook
 from .engine import ResultHook, Work, check_limits, fan_out
 
 __all__ = ["StopResultStream", "iter_stop_many"]
@@ -30,6 +31,7 @@ def iter_stop_many(
     on_result: ResultHook | None,
     limits: CallLimits,
     name: str = "vobiz.iter_stop_many",
+    on_sent: SentHook | None = None,
 ) -> StopResultStream:
     """
     Check the arguments now, not at the first ``async for`` step, then stream results.
@@ -44,6 +46,7 @@ def iter_stop_many(
         on_result=on_result,
         limits=limits,
         name=name,
+        on_sent=on_sent,
     )
     return StopResultStream(batch, room=concurrency)
 

@@ -204,6 +204,9 @@ async def _run(
                 for target, _ in list(tally.in_flight.values()):
                     feed.reporter.interrupted(target)
                 tally.in_flight.clear()
+                # Never sent: not attempted, and no report line (--resume sends them).
+                tally.queued_interrupted += len(tally.queued)
+                tally.queued.clear()
     if tally.input_error is not None and tally.read == 0:
         raise CommandError(tally.input_error)  # nothing was read, nothing sent: a usage error
 
@@ -231,6 +234,7 @@ async def _send(
             concurrency=options.concurrency,
             rate_limit=options.rate,
             on_result=feed.on_result,
+            on_sent=feed.on_sent,
         ) as results,
     ):
         async for _ in results:
@@ -296,15 +300,23 @@ class Feed:
                 else:
                     seen.add(key)
                     if track:
-                        tally.in_flight[key] = (row.target, time.monotonic())
+                        tally.queued[key] = row.target
                     yield row.target
+
+    def on_sent(self, target: Target) -> None:
+        """
+        A target's first request left for the server: in flight, it may be applied.
+        """
+        self.tally.sending(report_key(target_fields(target)))
 
     def on_result(self, result: StopResult) -> None:
         """
         A target's answer: out of flight, into the tally and the report; a brake stops the input.
         """
         tally = self.tally
-        tally.in_flight.pop(report_key(target_fields(result.target)), None)
+        key = report_key(target_fields(result.target))
+        tally.in_flight.pop(key, None)
+        tally.queued.pop(key, None)
         tally.last_answer = time.monotonic()
         self.reporter.result(result)
         halt_on(result.error, tally, base_url=self.base_url, err=self.err)

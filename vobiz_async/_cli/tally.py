@@ -84,6 +84,8 @@ class Tally:
     not_sent: int = 0
     #: Targets in flight at Ctrl-C: their request may have reached the server.
     in_flight_interrupted: int = 0
+    #: Targets handed to the batch but still queued in the client at Ctrl-C: never sent.
+    queued_interrupted: int = 0
     planned: int = 0  # --dry-run: valid targets that would have been sent
     #: Rows taken from the input so far, whatever became of them.
     read: int = 0
@@ -94,7 +96,9 @@ class Tally:
     input_error: str | None = None
     #: Why targets failed, by how many.
     reasons: Counter[str] = attrs.Factory(Counter)
-    #: Targets handed to the batch and not answered yet, with when they were handed over.
+    #: Targets handed to the batch, not sent yet: waiting for the rate limit, a worker, a slot.
+    queued: dict[tuple[object, ...], Target] = attrs.Factory(dict)
+    #: Targets whose first request was sent and that have no result yet, with when it was sent.
     in_flight: dict[tuple[object, ...], tuple[Target, float]] = attrs.Factory(dict)
     #: 429s the batch absorbed, and until when it is paused for the latest one.
     throttled: int = 0
@@ -123,7 +127,12 @@ class Tally:
         Rows dealt with one way or another: the bar's progress.
         """
         return (
-            self.done + self.skipped + self.duplicates + self.not_sent + self.in_flight_interrupted
+            self.done
+            + self.skipped
+            + self.duplicates
+            + self.not_sent
+            + self.in_flight_interrupted
+            + self.queued_interrupted
         )
 
     @property
@@ -147,10 +156,10 @@ class Tally:
     @property
     def not_attempted(self) -> int | None:
         """
-        Targets nothing was sent for: stopped by a brake, or never read; None when unknown.
+        Targets nothing was sent for (a brake, queued at Ctrl-C, never read); None: unknown.
         """
         unread = self.unread
-        return None if unread is None else self.not_sent + unread
+        return None if unread is None else self.not_sent + self.queued_interrupted + unread
 
     @property
     def to_retry(self) -> int:
@@ -193,6 +202,14 @@ class Tally:
         The commonest failure reasons, most common first.
         """
         return self.reasons.most_common(count)
+
+    def sending(self, key: tuple[object, ...]) -> None:
+        """
+        The queued target ``key`` has sent its first request: now it is in flight.
+        """
+        target = self.queued.pop(key, None)
+        if target is not None:
+            self.in_flight[key] = (target, time.monotonic())
 
     def exit_status(self) -> ExitStatus:
         """
