@@ -17,7 +17,7 @@ import pytest
 from vobiz_async import AllStreams
 from vobiz_async.testing import FakeVobiz, Faults, RateLimit
 
-from .clirun import NEVER_SHOWN, Terminal, cli_env, written
+from .clirun import NEVER_SHOWN, SCRIPT, Terminal, cli_env, written
 
 ELAPSED = re.compile(r"\d:\d\d:\d\d")
 
@@ -157,3 +157,43 @@ async def test_failure_reasons_show_while_running(tmp_path: Path, terminal: Term
         assert proc.returncode is None  # on screen while it runs, not in the summary
         proc.send_signal(signal.SIGINT)
         assert await finish(terminal, proc) == 130
+
+
+async def test_plain_progress_from_a_pipe_shows_no_made_up_rate_nor_ctrl_d(tmp_path: Path) -> None:
+    """
+    Off a terminal: no rate before one is measured, and no "Ctrl-D" for a pipe.
+
+    The first progress line comes before any rate can be; a pipe that waits
+    is said to, without telling anyone to type Ctrl-D.
+    """
+    fake = FakeVobiz(open_world=True)
+    async with fake.serve() as base_url:
+        proc = await asyncio.create_subprocess_exec(
+            SCRIPT,
+            "stop-all-streams",
+            "-",
+            "--report",
+            str(tmp_path / "r.jsonl"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(fake, base_url),
+        )
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        proc.stdin.write(b"c1\n")
+        await proc.stdin.drain()
+        await asyncio.wait_for(fake.wait_for_requests(1), timeout=30)
+        async with asyncio.timeout(60):
+            line = ""
+            while not line.startswith("progress:"):
+                line = (await proc.stderr.readline()).decode()
+                assert line
+        proc.stdin.close()
+        _, rest = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, rest.decode()
+    assert "waiting for input" in line, line
+    assert "Ctrl-D" not in line
+    assert "/s" not in line
+    for never in NEVER_SHOWN:
+        assert never not in rest.decode()

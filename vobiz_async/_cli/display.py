@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -89,8 +90,17 @@ def status_text(
             )
         return None
     if reader is not None and reader() is ReaderState.WAITING:
-        return "waiting for input on standard input (Ctrl-D ends it)"
+        # Ctrl-D is for someone typing; a pipe ends when what writes to it does.
+        ends = " (Ctrl-D ends it)" if _stdin_is_terminal() else ""
+        return f"waiting for input on standard input{ends}"
     return None
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (AttributeError, ValueError, OSError):  # no standard input at all
+        return False
 
 
 def reasons_text(tally: Tally) -> str | None:
@@ -103,8 +113,10 @@ def reasons_text(tally: Tally) -> str | None:
     return "failing: " + ", ".join(f"{reason} ({count})" for reason, count in top)
 
 
-def _counts_line(tally: Tally, rate: float) -> str:
-    parts = [tally.counts_text(), f"{rate:.1f}/s"]
+def _counts_line(tally: Tally, rate: float | None) -> str:
+    parts = [tally.counts_text()]
+    if rate is not None:
+        parts.append(f"{rate:.1f}/s")
     if tally.duplicates:
         parts.append(f"duplicates {tally.duplicates}")
     if tally.skipped:
@@ -212,9 +224,10 @@ async def _plain_lines(
             await asyncio.sleep(PLAIN_PROGRESS_EVERY)
             now = time.monotonic()
             out_of = f"/{tally.rows}" if tally.rows is not None else ""
+            rate = tally.recent_rate(now)
             parts = [
-                f"progress: {tally.accounted}{out_of} done ({tally.counts_text()}), "
-                f"{tally.recent_rate(now):.1f}/s"
+                f"progress: {tally.accounted}{out_of} done ({tally.counts_text()})"
+                + (f", {rate:.1f}/s" if rate is not None else "")
             ]
             parts += filter(
                 None, (status_text(tally, now, reader, attempt_timeout), reasons_text(tally))

@@ -175,9 +175,9 @@ class Tally:
         elapsed = time.monotonic() - self.started
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def recent_rate(self, now: float) -> float:
+    def recent_rate(self, now: float) -> float | None:
         """
-        Rows done per second over the last few seconds: falls to 0 when nothing comes back.
+        Rows done per second over the last few seconds (0 when nothing comes back); None at first.
         """
         samples = self._samples
         samples.append((now, self.done))
@@ -185,7 +185,7 @@ class Tally:
             samples.popleft()
         first_at, first_done = samples[0]
         if now - first_at <= 0:
-            return 0.0
+            return None  # one look so far: nothing to measure a rate over
         return (self.done - first_done) / (now - first_at)
 
     def counts_text(self) -> str:
