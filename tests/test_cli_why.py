@@ -310,3 +310,23 @@ async def test_targets_paced_by_rate_are_not_shown_as_unanswered(tmp_path: Path)
     assert proc.returncode == 130, rest.decode()
     assert not [line for line in progress if "no answer" in line], progress
     assert "in flight" not in "".join(progress)
+
+
+async def test_a_broken_ssl_cert_file_matters_only_where_tls_is_spoken(tmp_path: Path) -> None:
+    """
+    SSL_CERT_FILE with no certificate: refused (exit 2, naming it) for an https base URL.
+
+    A plain-http loopback base URL never reads it, and is not refused for it.
+    """
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    fake = FakeVobiz()
+    for base_url, status in (
+        ("https://vobiz.example/api/v1", 2),
+        ("http://127.0.0.1:9/api/v1", 0),
+    ):
+        env = cli_env(fake, base_url, SSL_CERT_FILE=str(bad))
+        run = await vobiz_async("stop-all-streams", "c-1", "--dry-run", env=env, cwd=tmp_path)
+        assert run.status == status, run
+        if status:
+            assert f"SSL_CERT_FILE={bad}" in run.stderr

@@ -78,7 +78,8 @@ def client_factory(options: Options) -> Callable[[], AsyncVobiz]:
             verify=verify,
         )
         trust = settings.network.trust if settings.network is not None else None
-        if isinstance(trust, CABundle):
+        given = options.ca_bundle is not None  # else SSL_CERT_FILE/DIR: only https reads them
+        if isinstance(trust, CABundle) and (given or settings.base_url.startswith("https:")):
             # Loaded now (the client keeps it for its first request), so that a
             # file that is not a CA bundle is said before anything is sent,
             # dry run included, rather than as every target's failure.
